@@ -1,0 +1,133 @@
+"""`usage-pipeline report`: billing totals from ClickHouse, as a table, JSON or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from stream_app.errors import PipelineError
+from stream_app.settings import PipelineSettings
+from stream_app.sink.queries import GROUP_KEYS, TOTAL_COLUMNS, ReportQuery
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="billing totals from ClickHouse",
+        description=(
+            "Billing totals per group, each event_id counted once. Works while a worker holds the "
+            "embedded store (it asks that worker over HTTP)."
+        ),
+    )
+    parser.add_argument("--group-by", choices=sorted(GROUP_KEYS), default="project")
+    parser.add_argument("--project", help="only this project_id")
+    parser.add_argument("--since", help="from this event time (RFC 3339, a date, or an age like 24h)")
+    parser.add_argument("--until", help="before this event time")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    from stream_app.core.times import parse_time
+
+    try:
+        query = ReportQuery(
+            group_by=args.group_by,
+            project=args.project,
+            since=parse_time(args.since) if args.since else None,
+            until=parse_time(args.until) if args.until else None,
+        )
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+    records = fetch_report(settings, query)
+    sys.stdout.write(render(records, query, args.format))
+    return 0
+
+
+def fetch_report(settings: PipelineSettings, query: ReportQuery) -> list[dict[str, Any]]:
+    """Ask the worker that holds the embedded store, or open ClickHouse directly."""
+    from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
+    from stream_app.worker.endpoint import find_live_endpoint
+
+    location = parse_clickhouse_url(settings.resolved_clickhouse_url)
+    if location.kind == "chdb" and location.path is not None:
+        endpoint = find_live_endpoint(location.path)
+        if endpoint is not None:
+            return report_from_worker(endpoint.url, query)
+        if not location.path.exists():
+            raise PipelineError(f"no data yet: the embedded store {location.path} does not exist (run a worker or the demo)")
+    with ClickHouseSink(location, window_seconds=settings.window_seconds) as sink:
+        return sink.report(query)
+
+
+def report_from_worker(base_url: str, query: ReportQuery, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The same report, computed by a running worker."""
+    params = {"group_by": query.group_by}
+    if query.project:
+        params["project"] = query.project
+    if query.since:
+        params["since"] = query.since.isoformat()
+    if query.until:
+        params["until"] = query.until.isoformat()
+    url = f"{base_url}/report?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except OSError as exc:
+        raise PipelineError(f"the worker holding the embedded store did not answer at {url}: {exc}") from exc
+
+
+def render(records: list[dict[str, Any]], query: ReportQuery, fmt: str) -> str:
+    """Records as `table`, `json` (one array) or `csv`."""
+    columns = list(query.columns)
+    if fmt == "json":
+        return json.dumps(records, indent=2) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return out.getvalue()
+    return render_table(records, columns)
+
+
+def render_table(records: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain aligned text table with a total line."""
+    if not records:
+        return "(no usage)\n"
+    cells = [[_cell(r.get(c)) for c in columns] for r in records]
+    totals = totals_row(records, columns)
+    widths = [max(len(c), *(len(row[i]) for row in cells + [totals])) for i, c in enumerate(columns)]
+    numeric = {c for c in columns if c in TOTAL_COLUMNS}
+
+    def line(row: list[str]) -> str:
+        return "  ".join(v.rjust(w) if c in numeric else v.ljust(w) for v, w, c in zip(row, widths, columns)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(columns), rule, *(line(r) for r in cells), rule, line(totals)]) + "\n"
+
+
+def totals_row(records: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    from decimal import Decimal
+
+    from stream_app.sink.queries import format_money
+
+    row = []
+    for i, c in enumerate(columns):
+        if c == "cost_usd":
+            row.append(format_money(sum((Decimal(r[c]) for r in records), Decimal(0))))
+        elif c in TOTAL_COLUMNS:
+            row.append(str(sum(int(r[c]) for r in records)))
+        else:
+            row.append("TOTAL" if i == 0 else "")
+    return row
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)

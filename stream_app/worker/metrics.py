@@ -1,0 +1,64 @@
+"""Worker counters and their Prometheus text rendering (pure)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class WorkerMetrics:
+    """What the worker has done since it started."""
+
+    messages: int = 0
+    events_accepted: int = 0
+    events_unpriced: int = 0
+    duplicates_in_chunk: int = 0
+    chunks: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    sink_retries: int = 0
+    last_chunk_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "messages": self.messages,
+            "events_accepted": self.events_accepted,
+            "events_unpriced": self.events_unpriced,
+            "duplicates_in_chunk": self.duplicates_in_chunk,
+            "chunks": self.chunks,
+            "dead_letters": dict(self.dead_letters),
+            "dead_letters_total": sum(self.dead_letters.values()),
+            "sink_retries": self.sink_retries,
+            "last_chunk_seconds": self.last_chunk_seconds,
+        }
+
+
+def render_prometheus(metrics: WorkerMetrics, *, sink_retrying: bool) -> str:
+    """The counters in Prometheus text exposition format 0.0.4."""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lines.append(f"{name}{labels} {value:g}")
+
+    metric("usage_messages_total", "counter", "Kafka messages consumed.", [("", metrics.messages)])
+    metric("usage_events_accepted_total", "counter", "Events validated, priced and written.", [("", metrics.events_accepted)])
+    metric("usage_events_unpriced_total", "counter", "Accepted events with no catalog price.", [("", metrics.events_unpriced)])
+    metric(
+        "usage_duplicates_dropped_total",
+        "counter",
+        "Events whose event_id repeated inside one chunk (later copies replace earlier ones).",
+        [("", metrics.duplicates_in_chunk)],
+    )
+    metric(
+        "usage_dead_letters_total",
+        "counter",
+        "Messages or events sent to the dead-letter topic, by reason.",
+        [(f'{{reason="{reason}"}}', count) for reason, count in sorted(metrics.dead_letters.items())] or [("", 0)],
+    )
+    metric("usage_sink_retries_total", "counter", "Failed ClickHouse writes that were retried.", [("", metrics.sink_retries)])
+    metric("usage_sink_retrying", "gauge", "1 while a ClickHouse write is failing and being retried.", [("", int(sink_retrying))])
+    metric("usage_chunks_total", "counter", "Chunks written.", [("", metrics.chunks)])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,121 @@
+"""Test data: realistic usage events, with any field overridden or left out.
+
+`make_event_dict(**overrides)` gives the wire form (JSON-ready: `json.dumps` works on it),
+`make_event(**overrides)` the validated model. Each call gets a fresh uuid4 `event_id` and
+`timestamp` = now (UTC) unless overridden.
+
+    make_event(project_id="proj-b", usage={"cache_read_tokens": 100})   # merged into usage
+    make_event_dict(usage={"input_token": 5})                           # misspelled: kept as is
+    make_event_dict(session_id=OMIT, usage={"output_tokens": OMIT})     # key left out
+    make_event_dict(timestamp=datetime(2025, 1, 1, tzinfo=UTC))         # datetimes -> RFC 3339
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from schemas import UsageTrackingEvent
+
+
+class _Omit:
+    def __repr__(self) -> str:
+        return "OMIT"
+
+
+# Pass as an override value to leave the key out (e.g. to test a missing required field).
+OMIT: Any = _Omit()
+
+
+def default_usage() -> dict[str, Any]:
+    """Token counts of a typical cached chat call; every rule of SPEC §1 holds."""
+    return {
+        "input_tokens": 1200,
+        "output_tokens": 350,
+        "cache_read_tokens": 800,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "total_tokens": 1550,
+    }
+
+
+def default_event_dict() -> dict[str, Any]:
+    """A complete, valid event in wire form, with a fresh event_id and timestamp."""
+    return {
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "timestamp": datetime.now(UTC).isoformat(),
+        "source": "support-api",
+        "project_id": "proj-acme",
+        "agent_name": "triage-agent",
+        "session_id": f"sess-{uuid.uuid4().hex[:12]}",
+        "handoff_chain": ["router-agent", "triage-agent"],
+        "operation": "classify_ticket",
+        "method": "generate",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "usage": default_usage(),
+        "tool_calls": [{"name": "search_kb", "duration_ms": 41.5, "error": None}],
+        "finish_reason": "stop",
+        "duration_ms": 812.0,
+        "error": None,
+        "provider_cost": None,
+        "provider_metadata": {},
+        "context": {"region": "eu-west-1"},
+    }
+
+
+def make_event_dict(**overrides: Any) -> dict[str, Any]:
+    """A valid event's wire dict with `overrides` applied.
+
+    `usage={...}` is merged into the default usage; overriding `input_tokens` or
+    `output_tokens` drops the default `total_tokens` unless one is given. Any other key
+    replaces the default; unknown keys are added as is, to test rejection. `OMIT` removes
+    a key, at top level or inside `usage`.
+    """
+    event = default_event_dict()
+    usage_overrides = overrides.pop("usage", None)
+    if usage_overrides is OMIT:
+        del event["usage"]
+    elif usage_overrides is not None:
+        event["usage"] = _merge_usage(event["usage"], usage_overrides)
+    _apply(event, overrides)
+    return _to_json_ready(event)
+
+
+def make_event(**overrides: Any) -> UsageTrackingEvent:
+    """A validated `UsageTrackingEvent`; same overrides as `make_event_dict`."""
+    return UsageTrackingEvent.model_validate_json(json.dumps(make_event_dict(**overrides)))
+
+
+def _merge_usage(usage: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(usage)
+    # A default total would contradict new input/output counts; leave it out unless given.
+    if {"input_tokens", "output_tokens"} & overrides.keys() and "total_tokens" not in overrides:
+        del merged["total_tokens"]
+    _apply(merged, overrides)
+    return merged
+
+
+def _apply(target: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        if value is OMIT:
+            target.pop(key, None)
+        else:
+            target[key] = value
+
+
+def _to_json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _to_json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_json_ready(item) for item in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
