@@ -7,7 +7,8 @@ language can validate against the JSON Schema generated from these models.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -40,15 +41,21 @@ Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 
 
+_DECIMAL_PATTERN = r"^\s*\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+# An event carries at most this much JSON, alone or inside a batch: producers and
+# consumers enforce the same bound.
+MAX_EVENT_JSON_BYTES = 64 * 1024
+
+
 def _parse_decimal_string(value: Any) -> Decimal:
     """Accept money only as a decimal string: a JSON float has already lost cents."""
     if isinstance(value, Decimal):
         parsed = value
     elif isinstance(value, str):
-        try:
-            parsed = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"not a decimal number: {value!r}") from None
+        # Python's Decimal also reads "1_000", "NaN" and "-0"; the wire format does not.
+        if not re.match(_DECIMAL_PATTERN, value):
+            raise ValueError(f"not a plain non-negative decimal string: {value!r}")
+        parsed = Decimal(value.strip())
     else:
         raise ValueError("must be a decimal string such as \"0.0123\", not a JSON number")
     if not parsed.is_finite():
@@ -62,8 +69,21 @@ DecimalString = Annotated[
     Decimal,
     BeforeValidator(_parse_decimal_string),
     PlainSerializer(lambda d: format(d, "f"), return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^\s*\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"}),
+    WithJsonSchema({"type": "string", "pattern": _DECIMAL_PATTERN}),
 ]
+
+
+def _require_int_not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be the integer 1, not a boolean")
+    return value
+
+
+def _require_rfc3339_string(value: Any) -> Any:
+    # JSON numbers would be read as Unix seconds or milliseconds: ambiguous, so refused.
+    if isinstance(value, (int, float)):
+        raise ValueError("must be an RFC 3339 string with offset, e.g. 2026-11-22T10:00:00Z, not a number")
+    return value
 
 
 def _bounded_object(value: dict[str, Any], field_name: str) -> dict[str, Any]:
@@ -125,11 +145,13 @@ class ToolCall(_Strict):
 class UsageTrackingEvent(_Strict):
     """One LLM call, as published to Kafka (SPEC.md §1, schema version 1)."""
 
-    schema_version: Literal[1] = Field(description="Wire version.")
+    schema_version: Annotated[Literal[1], BeforeValidator(_require_int_not_bool)] = Field(
+        description="Wire version."
+    )
     event_id: Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)] = Field(
         description="Idempotency key (a UUID): the same id is the same event and is billed once."
     )
-    timestamp: AwareDatetime = Field(
+    timestamp: Annotated[AwareDatetime, BeforeValidator(_require_rfc3339_string)] = Field(
         description="RFC 3339 with offset: when the call finished. Prices and windows use it."
     )
     source: Name = Field(description="The emitting service.")

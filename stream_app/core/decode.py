@@ -15,10 +15,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas import UsageTrackingEvent
+from schemas.event import MAX_EVENT_JSON_BYTES
 
 MAX_BATCH_EVENTS = 1000
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-MAX_EVENT_JSON_BYTES = 64 * 1024
 
 
 class RejectReason:
@@ -93,11 +93,15 @@ def decode_message(
     except UnicodeDecodeError as exc:
         return _rejected(RejectReason.INVALID_UTF8, f"value is not UTF-8: {exc}", origin, raw)
     try:
-        parsed = json.loads(text)
+        parsed = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as exc:
         return _rejected(RejectReason.INVALID_JSON, f"value is not JSON: {exc}", origin, raw)
 
     if isinstance(parsed, dict):
+        if len(raw) > MAX_EVENT_JSON_BYTES:
+            return _rejected(
+                RejectReason.EVENT_TOO_LARGE, f"event is {len(raw)} bytes; at most {MAX_EVENT_JSON_BYTES}", origin, raw
+            )
         items: list[tuple[int | None, Any]] = [(None, parsed)]
     elif isinstance(parsed, list):
         if not parsed:
@@ -208,6 +212,10 @@ def _message_rejection(raw: bytes, origin: MessageOrigin) -> Rejection | None:
             raw[:MAX_EVENT_JSON_BYTES],
         )
     return None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (RFC 8259)")
 
 
 def _rejected(reason: str, detail: str, origin: MessageOrigin, raw: bytes) -> DecodeResult:

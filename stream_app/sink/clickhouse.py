@@ -160,11 +160,11 @@ class ClickHouseSink:
 
     def open(self) -> ClickHouseSink:
         """Connect and bring the schema up to date (idempotent)."""
-        client = connect(self.location)
-        if self.fault_plan.active:
-            client = FaultyClient(client, self.fault_plan)
-        self._client = client
+        self._client = connect(self.location)
         self.migrate()
+        if self.fault_plan.active:
+            # Faults are for chunk writes; start-up must not be the thing that fails.
+            self._client = FaultyClient(self._client, self.fault_plan)
         return self
 
     def close(self) -> None:

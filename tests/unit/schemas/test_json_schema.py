@@ -88,28 +88,12 @@ _AGREEMENT_CASES = [
     pytest.param({"method": "batch"}, False, id="bad-method"),
     pytest.param({"session_id": None}, True, id="null-session"),
     pytest.param({"schema_version": 2}, False, id="version-2"),
-    pytest.param(
-        {"schema_version": True},
-        False,
-        id="version-true",
-        marks=pytest.mark.xfail(strict=True, reason="BUG: the model accepts schema_version=true, the JSON Schema does not"),
-    ),
-    pytest.param(
-        {"timestamp": 1795348800},
-        False,
-        id="numeric-timestamp",
-        marks=pytest.mark.xfail(strict=True, reason="BUG: the model accepts a numeric timestamp, the JSON Schema does not"),
-    ),
-    pytest.param(
-        {"provider_cost": "1_000"},
-        False,
-        id="underscore-cost",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: the model accepts provider_cost '1_000' (Python's Decimal allows underscores), "
-            "the JSON Schema pattern does not",
-        ),
-    ),
+    pytest.param({"schema_version": True}, False, id="version-true"),
+    pytest.param({"timestamp": 1795348800}, False, id="numeric-timestamp"),
+    pytest.param({"provider_cost": "1_000"}, False, id="underscore-cost"),
+    pytest.param({"provider_cost": "-0"}, False, id="negative-zero-cost"),
+    pytest.param({"provider_cost": "7.5E-8"}, True, id="exponent-cost"),
+    pytest.param({"provider_cost": " 1.5 "}, True, id="padded-cost"),
 ]
 
 

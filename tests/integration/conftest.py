@@ -1,0 +1,100 @@
+"""Integration tests run against a real Apache Kafka broker, one per test session.
+
+Where it comes from, first match wins:
+1. KAFKA_BOOTSTRAP_SERVERS, when set: a broker someone else runs (CI service, compose).
+2. A Docker engine with testcontainers installed: a Kafka container.
+3. Otherwise: a local JVM broker (stream_app.broker.local) in a temporary directory on a
+   free port, its jars cached across sessions; always stopped at the end of the session.
+
+Every test gets its own topics and consumer group, so tests never see each other's data
+even on a shared broker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream_app.broker.local import LocalKafkaBroker, find_free_port
+from stream_app.broker.topics import ensure_topics_sync
+
+HERE = Path(__file__).parent
+TOPIC_PARTITIONS = 4
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration, so `-m "not integration"` skips them."""
+    for item in items:
+        if HERE in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bootstrap address of a real Kafka broker for this test session."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+    elif _docker_available():
+        yield from _kafka_container()
+    else:
+        yield from _local_broker(tmp_path_factory.mktemp("kafka"))
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> dict[str, str]:
+    """Fresh topic names for this test, created with 4 partitions: {"events": ..., "dlq": ...}."""
+    suffix = uuid.uuid4().hex[:12]
+    names = {"events": f"test.{suffix}.events", "dlq": f"test.{suffix}.events.dlq"}
+    ensure_topics_sync(kafka_bootstrap, {name: TOPIC_PARTITIONS for name in names.values()})
+    return names
+
+
+@pytest.fixture
+def unique_group() -> str:
+    """A consumer group id no other test uses, so committed offsets never carry over."""
+    return f"test-group-{uuid.uuid4().hex[:12]}"
+
+
+def _local_broker(home: Path) -> Iterator[str]:
+    broker = LocalKafkaBroker(home, port=find_free_port(), progress=_report)
+    try:
+        yield broker.up()
+    finally:
+        # Also after a failed or interrupted start: up() records the JVM before waiting.
+        broker.down()
+
+
+def _kafka_container() -> Iterator[str]:
+    from testcontainers.kafka import KafkaContainer
+
+    with KafkaContainer().with_kraft() as container:
+        yield container.get_bootstrap_server()
+
+
+def _docker_available() -> bool:
+    """Whether testcontainers is installed and a Docker engine answers."""
+    try:
+        import docker
+        import testcontainers.kafka  # noqa: F401 - only whether it imports matters
+    except ImportError:
+        return False
+    try:
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - no engine, no socket, no permission: all mean "no Docker".
+        return False
+
+
+def _report(message: str) -> None:
+    # Captured by pytest and shown when a test errors, which explains a slow or failed
+    # first start (the jar download) without adding noise to a green run.
+    print(f"[kafka] {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,248 @@
+"""`build_chunk_rows`: one chunk of decoded events and rejections into table rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from stream_app.core.decode import DecodedEvent, MessageOrigin, Rejection
+from stream_app.core.pricing import PricedCost
+from stream_app.core.rows import (
+    EVENT_COLUMNS,
+    REJECTION_COLUMNS,
+    build_chunk_rows,
+    event_row,
+    rejection_row,
+)
+from tests.factories import make_event
+
+TOPIC = "llm.usage.events"
+INGESTED = datetime(2026, 11, 22, 12, 30, 0, 123_456, tzinfo=UTC)
+T0 = datetime(2026, 11, 22, 12, 0, 10, tzinfo=UTC)
+
+
+def origin(offset: int, partition: int = 2) -> MessageOrigin:
+    return MessageOrigin(TOPIC, partition, offset, b"proj-acme")
+
+
+def decoded(event, offset: int, index: int | None = None) -> DecodedEvent:
+    return DecodedEvent(event, origin(offset), index)
+
+
+def fixed_price(event) -> PricedCost:
+    """A stand-in catalog: $0.001 per input token, unknown for model 'mystery'."""
+    if event.model == "mystery":
+        return PricedCost(Decimal(0), "unpriced", "test-catalog", "", "", "no price for mystery")
+    return PricedCost(Decimal("0.001") * event.usage.input_tokens, "priced", "test-catalog", "openai", event.model)
+
+
+def build(items, rejections=(), window_seconds=60):
+    return build_chunk_rows(items, list(rejections), price=fixed_price, window_seconds=window_seconds, ingested_at=INGESTED)
+
+
+def as_record(row: tuple) -> dict:
+    assert len(row) == len(EVENT_COLUMNS)
+    return dict(zip(EVENT_COLUMNS, row, strict=True))
+
+
+def test_event_row_has_one_value_per_column():
+    rows = build([decoded(make_event(timestamp=T0), 1)])
+
+    (row,) = rows.event_rows
+    assert len(row) == len(EVENT_COLUMNS) == 34
+
+
+def test_event_row_values():
+    event = make_event(
+        event_id="evt-1",
+        project_id="proj-acme",
+        timestamp=datetime(2026, 11, 22, 12, 0, 59, 999_000, tzinfo=UTC),
+        source="support-api",
+        agent_name="triage-agent",
+        session_id="sess-1",
+        handoff_chain=["router", "triage-agent"],
+        operation="classify",
+        method="stream",
+        provider="openai",
+        model="gpt-4o",
+        usage={"input_tokens": 50, "output_tokens": 20, "cache_read_tokens": 10, "cache_write_tokens": 5, "reasoning_tokens": 7},
+        tool_calls=[{"name": "search", "duration_ms": 4.5}, {"name": "fetch", "error": "timeout"}],
+        finish_reason="stop",
+        duration_ms=812.5,
+        error=None,
+        provider_cost="0.0123",
+        provider_metadata={"z": 1, "a": "ü"},
+        context={"region": "eu"},
+    )
+
+    record = as_record(build([decoded(event, 77)]).event_rows[0])
+
+    assert record == {
+        "event_id": "evt-1",
+        "project_id": "proj-acme",
+        "timestamp": datetime(2026, 11, 22, 12, 0, 59, 999_000, tzinfo=UTC),
+        "window_start": datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
+        "source": "support-api",
+        "agent_name": "triage-agent",
+        "session_id": "sess-1",
+        "handoff_chain": ["router", "triage-agent"],
+        "operation": "classify",
+        "method": "stream",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "input_tokens": 50,
+        "output_tokens": 20,
+        "cache_read_tokens": 10,
+        "cache_write_tokens": 5,
+        "reasoning_tokens": 7,
+        "tool_call_count": 2,
+        "tool_calls": '[{"duration_ms":4.5,"error":null,"name":"search"},{"duration_ms":null,"error":"timeout","name":"fetch"}]',
+        "finish_reason": "stop",
+        "duration_ms": 812.5,
+        "error": None,
+        "cost_usd": Decimal("0.050"),
+        "price_status": "priced",
+        "price_source": "test-catalog",
+        "catalog_provider": "openai",
+        "catalog_model": "gpt-4o",
+        "provider_cost_usd": Decimal("0.0123"),
+        "provider_metadata": '{"a":"ü","z":1}',
+        "context": '{"region":"eu"}',
+        "kafka_topic": TOPIC,
+        "kafka_partition": 2,
+        "kafka_offset": 77,
+        "ingested_at": INGESTED,
+    }
+
+
+def test_absent_optional_strings_become_empty_and_nullable_ones_stay_null():
+    event = make_event(
+        timestamp=T0, session_id=None, operation=None, finish_reason=None, duration_ms=None, error=None,
+        provider_cost=None, handoff_chain=[], tool_calls=[], provider_metadata={}, context={},
+    )
+
+    record = as_record(build([decoded(event, 1)]).event_rows[0])
+
+    assert (record["session_id"], record["operation"], record["finish_reason"]) == ("", "", "")
+    assert (record["duration_ms"], record["error"], record["provider_cost_usd"]) == (None, None, None)
+    assert (record["handoff_chain"], record["tool_calls"], record["tool_call_count"]) == ([], "[]", 0)
+    assert (record["provider_metadata"], record["context"]) == ("{}", "{}")
+
+
+def test_failed_call_keeps_its_error_text():
+    record = as_record(build([decoded(make_event(timestamp=T0, error="rate limited"), 1)]).event_rows[0])
+
+    assert record["error"] == "rate limited"
+
+
+def test_duplicates_inside_a_chunk_are_written_once_and_the_later_copy_wins():
+    first = make_event(event_id="dup", timestamp=T0, usage={"input_tokens": 100, "output_tokens": 1, "cache_read_tokens": 0})
+    other = make_event(event_id="other", timestamp=T0)
+    again = make_event(event_id="dup", timestamp=T0, usage={"input_tokens": 300, "output_tokens": 1, "cache_read_tokens": 0})
+
+    rows = build([decoded(first, 10), decoded(other, 11), decoded(again, 12)])
+
+    assert rows.events == 2
+    assert rows.duplicates_in_chunk == 1
+    records = {r["event_id"]: r for r in map(as_record, rows.event_rows)}
+    assert set(records) == {"dup", "other"}
+    assert records["dup"]["input_tokens"] == 300
+    assert records["dup"]["kafka_offset"] == 12
+    assert records["dup"]["cost_usd"] == Decimal("0.300")
+
+
+def test_three_copies_count_two_duplicates():
+    event = make_event(event_id="dup", timestamp=T0)
+
+    rows = build([decoded(event, 1), decoded(event, 2), decoded(event, 3)])
+
+    assert (rows.events, rows.duplicates_in_chunk) == (1, 2)
+
+
+def test_same_event_id_in_two_projects_is_two_events():
+    # Tables are keyed by (project_id, event_id); so is the chunk's de-duplication.
+    rows = build([
+        decoded(make_event(event_id="e", project_id="proj-a", timestamp=T0), 1),
+        decoded(make_event(event_id="e", project_id="proj-b", timestamp=T0), 2),
+    ])
+
+    assert (rows.events, rows.duplicates_in_chunk) == (2, 0)
+
+
+def test_unpriced_events_are_counted_and_written():
+    rows = build([
+        decoded(make_event(model="mystery", timestamp=T0), 1),
+        decoded(make_event(model="gpt-4o", timestamp=T0), 2),
+        decoded(make_event(model="mystery", timestamp=T0), 3),
+    ])
+
+    assert rows.unpriced_events == 2
+    assert rows.events == 3
+    statuses = sorted(as_record(r)["price_status"] for r in rows.event_rows)
+    assert statuses == ["priced", "unpriced", "unpriced"]
+
+
+def test_a_duplicate_unpriced_event_is_counted_once():
+    event = make_event(model="mystery", timestamp=T0)
+
+    assert build([decoded(event, 1), decoded(event, 2)]).unpriced_events == 1
+
+
+def test_touched_windows():
+    rows = build(
+        [
+            decoded(make_event(project_id="a", timestamp=datetime(2026, 11, 22, 12, 0, 1, tzinfo=UTC)), 1),
+            decoded(make_event(project_id="a", timestamp=datetime(2026, 11, 22, 12, 4, 59, tzinfo=UTC)), 2),
+            decoded(make_event(project_id="a", timestamp=datetime(2026, 11, 22, 12, 5, 0, tzinfo=UTC)), 3),
+            decoded(make_event(project_id="b", timestamp=datetime(2026, 11, 22, 12, 3, 0, tzinfo=UTC)), 4),
+        ],
+        window_seconds=300,
+    )
+
+    assert rows.touched_windows == {
+        ("a", datetime(2026, 11, 22, 12, 0, tzinfo=UTC)),
+        ("a", datetime(2026, 11, 22, 12, 5, tzinfo=UTC)),
+        ("b", datetime(2026, 11, 22, 12, 0, tzinfo=UTC)),
+    }
+
+
+def test_empty_chunk():
+    rows = build([])
+
+    assert (rows.events, rows.event_rows, rows.rejection_rows, rows.touched_windows) == (0, [], [], set())
+    assert (rows.duplicates_in_chunk, rows.unpriced_events) == (0, 0)
+
+
+def test_rejection_rows():
+    whole = Rejection("invalid_json", "value is not JSON", origin(5), None, b"{oops")
+    element = Rejection("invalid_event", "method: bad", origin(6), 3, b'{"event_id":"e-9"}', "e-9", "proj-acme")
+
+    rows = build([], [whole, element])
+
+    assert rows.rejection_rows == [
+        (TOPIC, 2, 5, -1, "invalid_json", "value is not JSON", "", "", "{oops", INGESTED),
+        (TOPIC, 2, 6, 3, "invalid_event", "method: bad", "e-9", "proj-acme", '{"event_id":"e-9"}', INGESTED),
+    ]
+    assert all(len(row) == len(REJECTION_COLUMNS) == 10 for row in rows.rejection_rows)
+    assert rows.events == 0
+
+
+def test_rejection_row_of_bytes_that_are_not_utf8():
+    rejection = Rejection("invalid_utf8", "value is not UTF-8", origin(1), None, b'{"a":"\xff"}')
+
+    row = dict(zip(REJECTION_COLUMNS, rejection_row(rejection, INGESTED), strict=True))
+
+    assert row["raw"] == '{"a":"\ufffd"}'
+
+
+def test_event_row_uses_the_given_window_start():
+    event = make_event(timestamp=T0)
+    priced = PricedCost(Decimal("1.5"), "priced", "s", "p", "m")
+    start = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+    record = as_record(event_row(DecodedEvent(event, origin(9), 4), priced, start, INGESTED))
+
+    assert record["window_start"] is start
+    assert record["cost_usd"] == Decimal("1.5")
+    assert json.loads(record["tool_calls"]) == [t.model_dump(mode="json") for t in event.tool_calls]
