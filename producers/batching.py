@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from producers.errors import EventTooLargeError
 from schemas import UsageTrackingEvent
-from schemas.event import MAX_EVENT_JSON_BYTES
 
 # SPEC §1: consumers accept batches of up to 1,000 events.
 MAX_EVENTS_PER_MESSAGE = 1000
@@ -88,9 +87,6 @@ def _pack_project(
     size = _ARRAY_BRACKETS_BYTES
     for event in events:
         encoded = encode_event(event)
-        if len(encoded) > MAX_EVENT_JSON_BYTES:
-            # Consumers dead-letter such an event; refuse it here, where the caller can act.
-            raise EventTooLargeError(event.event_id, len(encoded), MAX_EVENT_JSON_BYTES)
         alone = _ARRAY_BRACKETS_BYTES + len(encoded)
         if alone > max_bytes:
             raise EventTooLargeError(event.event_id, alone, max_bytes)

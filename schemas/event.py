@@ -29,8 +29,10 @@ MAX_ID_CHARS = 128
 MAX_NAME_CHARS = 256
 MAX_TEXT_CHARS = 4096
 MAX_HANDOFF_CHAIN = 64
-MAX_TOOL_CALLS = 512
-# Free-form objects are bounded so that one event cannot carry a prompt or a document.
+MAX_TOOL_CALLS = 128
+MAX_TOOL_ERROR_CHARS = 1024
+# Every field is bounded, so an event's size is bounded by construction (about 200 KB at
+# the very most); free-form objects are bounded so one cannot carry a prompt or a document.
 MAX_OBJECT_JSON_BYTES = 16 * 1024
 # Event time must be plausible: before this it is a bug (epoch zero, ms mistaken for s).
 EARLIEST_TIMESTAMP = datetime(2015, 1, 1, tzinfo=timezone.utc)
@@ -42,9 +44,6 @@ Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 
 
 _DECIMAL_PATTERN = r"^\s*\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
-# An event carries at most this much JSON, alone or inside a batch: producers and
-# consumers enforce the same bound.
-MAX_EVENT_JSON_BYTES = 64 * 1024
 
 
 def _parse_decimal_string(value: Any) -> Decimal:
@@ -86,7 +85,32 @@ def _require_rfc3339_string(value: Any) -> Any:
     return value
 
 
+def _json_size_upper_bound(value: Any, budget: int) -> int:
+    """A cheap upper bound of `value`'s JSON size; stops counting once past `budget`."""
+    if isinstance(value, str):
+        return 6 * len(value) + 2  # every character escaped as \uXXXX, plus quotes
+    if value is None or isinstance(value, (bool, int, float)):
+        return 32
+    if isinstance(value, dict):
+        total = 2
+        for key, item in value.items():
+            total += _json_size_upper_bound(str(key), budget) + 1 + _json_size_upper_bound(item, budget - total) + 1
+            if total > budget:
+                break
+        return total
+    if isinstance(value, (list, tuple)):
+        total = 2
+        for item in value:
+            total += _json_size_upper_bound(item, budget - total) + 1
+            if total > budget:
+                break
+        return total
+    return budget + 1  # unknown type: measure it exactly
+
+
 def _bounded_object(value: dict[str, Any], field_name: str) -> dict[str, Any]:
+    if _json_size_upper_bound(value, MAX_OBJECT_JSON_BYTES) <= MAX_OBJECT_JSON_BYTES:
+        return value  # small for sure: skip the exact (slower) measurement
     import json
 
     try:
@@ -139,7 +163,7 @@ class ToolCall(_Strict):
 
     name: Name
     duration_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    error: Text | None = None
+    error: Annotated[str, Field(max_length=MAX_TOOL_ERROR_CHARS)] | None = None
 
 
 class UsageTrackingEvent(_Strict):

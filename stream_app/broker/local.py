@@ -63,6 +63,7 @@ STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
 PROGRESS_EVERY_SECONDS = 5.0
 LOG_TAIL_LINES = 30
+RUN_HEADER = "\n--- broker start "
 
 
 @dataclass(frozen=True)
@@ -194,8 +195,8 @@ def new_cluster_id() -> str:
     """A KRaft cluster id, as `kafka-storage random-uuid` makes it.
 
     Made here rather than by the tool because that costs a JVM start (~1 s). Kafka's
-    Uuid is 16 random bytes in URL-safe base64 without padding; Kafka refuses ids that
-    start with '-' on its command lines, so those are drawn again.
+    Uuid is 16 random bytes in URL-safe base64 without padding; like Kafka's own
+    generator, redraw ids starting with '-', which a command line would take for an option.
     """
     while True:
         text = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
@@ -235,6 +236,12 @@ def accepts_connections(port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def last_run(log_text: str) -> str:
+    """The part of broker.log written by the latest start (each start writes a header)."""
+    _, marker, last = log_text.rpartition(RUN_HEADER)
+    return marker + last if marker else log_text
 
 
 def _free_port_other_than(port: int) -> int:
@@ -300,6 +307,9 @@ class LocalKafkaBroker:
         from any home or process, find them in the cache.
         """
         self._java()
+        return self._cached_jars()
+
+    def _cached_jars(self) -> Path:
         if self._jars_present():
             return self.libs_dir
         mvn = shutil.which("mvn")
@@ -409,8 +419,8 @@ class LocalKafkaBroker:
         return BrokerStatus(running=True, bootstrap=state.bootstrap, pid=state.pid, data_dir=self.data_dir)
 
     def _start(self, timeout: float) -> str:
-        libs = self.ensure_jars()
         java = self._java()
+        libs = self._cached_jars()
         previous = self._previous_ports()
         port, controller_port = choose_ports(self.port, previous, port_is_free)
         if not port_is_free(port):
@@ -465,7 +475,7 @@ class LocalKafkaBroker:
     def _spawn(self, java: str, libs: Path) -> subprocess.Popen[bytes]:
         command = [java, *JVM_OPTIONS, "-cp", f"{libs}/*", "kafka.Kafka", str(self.properties_file)]
         with self.log_file.open("ab") as log:
-            log.write(f"\n--- {dt.datetime.now(dt.UTC).isoformat()} {' '.join(command)}\n".encode())
+            log.write(f"{RUN_HEADER}{dt.datetime.now(dt.UTC).isoformat()} {' '.join(command)}\n".encode())
             log.flush()
             # A session of its own: Ctrl-C in the terminal that ran `kafka up` must not
             # reach the broker, which outlives that command.
@@ -547,7 +557,7 @@ class LocalKafkaBroker:
 
     def _log_tail(self) -> str:
         try:
-            return _tail(self.log_file.read_text(errors="replace"), LOG_TAIL_LINES)
+            return _tail(last_run(self.log_file.read_text(errors="replace")), LOG_TAIL_LINES)
         except OSError:
             return "(no log)"
 

@@ -48,6 +48,7 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
     from stream_app.worker.endpoint import publish_endpoint, withdraw_endpoint
 
     _configure_logging(settings.log_level)
+    settings.home.mkdir(parents=True, exist_ok=True)
     log = logging.getLogger("stream_app.worker")
     bootstrap = resolve_bootstrap(settings)
     location = parse_clickhouse_url(settings.resolved_clickhouse_url)

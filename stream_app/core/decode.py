@@ -15,10 +15,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas import UsageTrackingEvent
-from schemas.event import MAX_EVENT_JSON_BYTES
 
 MAX_BATCH_EVENTS = 1000
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Of an oversized message, the dead letter keeps this much (the rest is the problem).
+_MAX_KEPT_BYTES = 64 * 1024
 
 
 class RejectReason:
@@ -31,7 +32,6 @@ class RejectReason:
     NOT_AN_EVENT = "not_an_event"
     EMPTY_BATCH = "empty_batch"
     BATCH_TOO_LARGE = "batch_too_large"
-    EVENT_TOO_LARGE = "event_too_large"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     INVALID_EVENT = "invalid_event"
     FUTURE_TIMESTAMP = "future_timestamp"
@@ -98,10 +98,6 @@ def decode_message(
         return _rejected(RejectReason.INVALID_JSON, f"value is not JSON: {exc}", origin, raw)
 
     if isinstance(parsed, dict):
-        if len(raw) > MAX_EVENT_JSON_BYTES:
-            return _rejected(
-                RejectReason.EVENT_TOO_LARGE, f"event is {len(raw)} bytes; at most {MAX_EVENT_JSON_BYTES}", origin, raw
-            )
         items: list[tuple[int | None, Any]] = [(None, parsed)]
     elif isinstance(parsed, list):
         if not parsed:
@@ -153,19 +149,14 @@ def decode_item(
     expected_project: str | None,
 ) -> DecodedEvent | Rejection:
     """Validate one parsed JSON value as an event against every SPEC.md §1 rule."""
-    item_raw = raw if raw is not None else _item_bytes(item)
-
     def reject(reason: str, detail: str) -> Rejection:
+        item_raw = raw if raw is not None else _item_bytes(item)
         return Rejection(
             reason, detail, origin, index, item_raw, _str_field(item, "event_id"), _str_field(item, "project_id")
         )
 
     if not isinstance(item, dict):
         return reject(RejectReason.NOT_AN_EVENT, f"batch element is a JSON {type(item).__name__}, not an object")
-    if raw is None and len(item_raw) > MAX_EVENT_JSON_BYTES:
-        return reject(
-            RejectReason.EVENT_TOO_LARGE, f"event is {len(item_raw)} bytes; at most {MAX_EVENT_JSON_BYTES}"
-        )
     version = item.get("schema_version")
     if isinstance(version, int) and not isinstance(version, bool) and version != 1:
         return reject(
@@ -209,7 +200,7 @@ def _message_rejection(raw: bytes, origin: MessageOrigin) -> Rejection | None:
             f"message is {len(raw)} bytes; at most {MAX_MESSAGE_BYTES}",
             origin,
             None,
-            raw[:MAX_EVENT_JSON_BYTES],
+            raw[:_MAX_KEPT_BYTES],
         )
     return None
 

@@ -13,6 +13,7 @@ even on a shared broker.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -23,14 +24,14 @@ import pytest
 from stream_app.broker.local import LocalKafkaBroker, find_free_port
 from stream_app.broker.topics import ensure_topics_sync
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parent
 TOPIC_PARTITIONS = 4
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test under tests/integration, so `-m "not integration"` skips them."""
     for item in items:
-        if HERE in Path(item.path).parents:
+        if HERE in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.integration)
 
 
@@ -63,25 +64,53 @@ def unique_group() -> str:
 
 def _local_broker(home: Path) -> Iterator[str]:
     broker = LocalKafkaBroker(home, port=find_free_port(), progress=_report)
+    previous_handler = _interrupt_on_sigterm()
     try:
         yield broker.up()
     finally:
         # Also after a failed or interrupted start: up() records the JVM before waiting.
         broker.down()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _interrupt_on_sigterm() -> signal.Handlers | None:
+    """Make SIGTERM (a CI timeout, `kill`) end the session like Ctrl-C does.
+
+    By default SIGTERM kills pytest without any teardown, which would leave the broker
+    running with nobody to stop it. Returns the handler to restore, or None if another
+    handler was already installed (then that one decides).
+    """
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    return signal.SIG_DFL
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _kafka_container() -> Iterator[str]:
-    from testcontainers.kafka import KafkaContainer
-
-    with KafkaContainer().with_kraft() as container:
+    with _kafka_container_class()().with_kraft() as container:
         yield container.get_bootstrap_server()
+
+
+def _kafka_container_class() -> type:
+    # testcontainers 4.15 moved the module and deprecated the old path; older ones only have that.
+    try:
+        from testcontainers.community.kafka import KafkaContainer
+    except ImportError:
+        from testcontainers.kafka import KafkaContainer
+    return KafkaContainer
 
 
 def _docker_available() -> bool:
     """Whether testcontainers is installed and a Docker engine answers."""
     try:
         import docker
-        import testcontainers.kafka  # noqa: F401 - only whether it imports matters
+
+        _kafka_container_class()
     except ImportError:
         return False
     try:

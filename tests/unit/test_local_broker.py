@@ -107,6 +107,13 @@ def test_java_major_version(output, major):
     assert parse_java_major(output) == major
 
 
+def test_log_tail_comes_from_the_latest_start_only():
+    log = f"{local.RUN_HEADER}old start\nold error{local.RUN_HEADER}new start\nnew error\n"
+
+    assert local.last_run(log) == f"{local.RUN_HEADER}new start\nnew error\n"
+    assert local.last_run("no header\n") == "no header\n"
+
+
 def test_cluster_id_is_a_kafka_uuid():
     for _ in range(200):
         cluster_id = new_cluster_id()
