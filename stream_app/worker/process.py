@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,21 +19,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from stream_app.broker.local import find_free_port
 from stream_app.errors import PipelineError
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class WorkerProcess:
     """`python -m stream_app worker` with the given settings in its environment."""
 
     def __init__(self, env: Mapping[str, str], *, log_path: Path, web_port: int | None = None) -> None:
-        self.web_port = web_port or free_port()
+        self.web_port = web_port or find_free_port()
         self.env = {**os.environ, **env, "USAGE_WORKER_WEB_PORT": str(self.web_port)}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
