@@ -38,12 +38,25 @@ MAX_OBJECT_JSON_BYTES = 16 * 1024
 EARLIEST_TIMESTAMP = datetime(2015, 1, 1, tzinfo=timezone.utc)
 LATEST_TIMESTAMP = datetime(2100, 1, 1, tzinfo=timezone.utc)
 
-TokenCount = Annotated[int, Field(ge=0, strict=True)]
+# A trillion tokens in one call is far beyond any model; the bound keeps sums inside UInt64.
+MAX_TOKENS = 10**12
+# Money fits ClickHouse Decimal(38, 18): 18 decimal places, and far fewer integer digits.
+MAX_MONEY = Decimal(10) ** 15
+MONEY_PLACES = 18
+
+TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 
 
 _DECIMAL_PATTERN = r"^\s*\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+def _decimal_places(value: Decimal) -> int:
+    """Significant digits after the point: 0.10 has 1, 1E-20 has 20, 1E+3 has 0."""
+    normalized = value.normalize()
+    exponent = normalized.as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) and normalized else 0
 
 
 def _parse_decimal_string(value: Any) -> Decimal:
@@ -61,6 +74,10 @@ def _parse_decimal_string(value: Any) -> Decimal:
         raise ValueError("must be a finite decimal")
     if parsed < 0:
         raise ValueError("must not be negative")
+    if parsed >= MAX_MONEY:
+        raise ValueError(f"must be below {MAX_MONEY:f} USD")
+    if _decimal_places(parsed) > MONEY_PLACES:
+        raise ValueError(f"has more than {MONEY_PLACES} decimal places; it could not be stored exactly")
     return parsed
 
 

@@ -228,7 +228,5 @@ def _str_field(item: Any, name: str) -> str | None:
 def _key_text(key: bytes | None) -> str | None:
     if not key:
         return None
-    try:
-        return key.decode()
-    except UnicodeDecodeError:
-        return None
+    # A key that is not UTF-8 cannot equal any project_id: keep it comparable but unequal.
+    return key.decode("utf-8", errors="surrogateescape")

@@ -195,9 +195,10 @@ class ClickHouseSink:
                 for statement in migration.statements:
                     self.client.command(statement)
                 self.client.insert(
-                    f"{self.location.database}.{MIGRATIONS_TABLE}",
+                    MIGRATIONS_TABLE,
                     [[migration.version, migration.description]],
                     column_names=["version", "description"],
+                    database=self.location.database,
                 )
                 done.append(migration.version)
                 log.info("applied ClickHouse migration %d: %s", migration.version, migration.description)
@@ -242,16 +243,17 @@ class ClickHouseSink:
         with self._lock:
             if chunk.event_rows:
                 self.client.insert(
-                    f"{self.location.database}.usage_events", chunk.event_rows, column_names=list(EVENT_COLUMNS)
+                    "usage_events", chunk.event_rows, column_names=list(EVENT_COLUMNS), database=self.location.database
                 )
                 self.client.command(
                     window_recompute_sql(self.location.database, chunk.touched_windows, self.window_seconds)
                 )
             if chunk.rejection_rows:
                 self.client.insert(
-                    f"{self.location.database}.usage_rejections",
+                    "usage_rejections",
                     chunk.rejection_rows,
                     column_names=list(REJECTION_COLUMNS),
+                    database=self.location.database,
                 )
 
     def report(self, query: ReportQuery) -> list[dict[str, Any]]:

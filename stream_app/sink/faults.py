@@ -48,6 +48,8 @@ def parse_fault_plan(text: str) -> FaultPlan:
                 plan.outage_seconds = float(value)
             else:
                 raise ValueError(name)
+            if min(plan.fail_inserts, plan.fail_after_insert, plan.outage_seconds) < 0:
+                raise ValueError(part)
         except ValueError:
             raise ConfigurationError(
                 f"USAGE_SINK_FAULT_PLAN: cannot read {part!r}; use e.g. "

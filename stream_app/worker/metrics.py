@@ -33,6 +33,11 @@ class WorkerMetrics:
         }
 
 
+def _sample(value: float) -> str:
+    # Counters must be exact integers: `{:g}` would print 1234567 as 1.23457e+06.
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 def render_prometheus(metrics: WorkerMetrics, *, sink_retrying: bool) -> str:
     """The counters in Prometheus text exposition format 0.0.4."""
     lines: list[str] = []
@@ -41,7 +46,7 @@ def render_prometheus(metrics: WorkerMetrics, *, sink_retrying: bool) -> str:
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
-            lines.append(f"{name}{labels} {value:g}")
+            lines.append(f"{name}{labels} {_sample(value)}")
 
     metric("usage_messages_total", "counter", "Kafka messages consumed.", [("", metrics.messages)])
     metric("usage_events_accepted_total", "counter", "Events validated, priced and written.", [("", metrics.events_accepted)])

@@ -7,7 +7,8 @@ o3 input $10 / output $40 before 2025-06-10 and $2 / $8 from then on.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import random
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import genai_prices
@@ -15,7 +16,7 @@ import pytest
 from genai_prices import Usage as CatalogUsage
 from genai_prices import calc_price
 
-from stream_app.core.pricing import CATALOG_SOURCE, PriceStatus, catalog_provider_id, price_event
+from stream_app.core.pricing import CATALOG_SOURCE, CatalogPricer, PriceStatus, catalog_provider_id, price_event
 from tests.factories import make_event
 
 WHEN = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -138,3 +139,89 @@ def test_source_names_the_catalog_release():
     priced = price_event(gpt4o(input_tokens=1, cache_read_tokens=0, output_tokens=1))
 
     assert priced.source == f"genai-prices {genai_prices.__version__}"
+
+
+# --- tiers, time-of-day prices, and agreement with the catalog's own calculation ------------
+#
+# gemini-2.5-pro: input $1.25/M, cached $0.125/M, output $10/M while input_tokens <= 200,000;
+# above that *all* tokens cost $2.50 / $0.25 / $15 per M.
+
+
+def gemini_pro(input_tokens: int, output_tokens: int, cache_read_tokens: int = 0):
+    return make_event(
+        provider="google", model="gemini-2.5-pro", timestamp=WHEN,
+        usage={"input_tokens": input_tokens, "output_tokens": output_tokens, "cache_read_tokens": cache_read_tokens},
+    )
+
+
+def test_tier_boundary_belongs_to_the_lower_tier():
+    # 200,000 * 1.25/M + 1,000 * 10/M = 0.25 + 0.01
+    assert price_event(gemini_pro(200_000, 1_000)).cost_usd == Decimal("0.26")
+
+
+def test_one_token_past_the_tier_reprices_every_token():
+    # 200,001 * 2.5/M + 1,000 * 15/M = 0.5000025 + 0.015
+    assert price_event(gemini_pro(200_001, 1_000)).cost_usd == Decimal("0.5150025")
+
+
+def test_cached_tokens_in_the_upper_tier():
+    # 100,000 uncached * 2.5/M + 100,001 cached * 0.25/M = 0.25 + 0.02500025
+    assert price_event(gemini_pro(200_001, 0, cache_read_tokens=100_001)).cost_usd == Decimal("0.27500025")
+
+
+def test_tiers_of_one_model_do_not_leak_into_each_other():
+    # Alternate tiers with one pricer: a cached fit must stay with its own tier.
+    pricer = CatalogPricer()
+    costs = [pricer.price(gemini_pro(n, 1_000)).cost_usd for n in (200_001, 200_000, 10, 5_000_000, 200_000)]
+
+    # 10 * 1.25/M + 0.01 = 0.0100125;  5,000,000 * 2.5/M + 1,000 * 15/M = 12.5 + 0.015
+    assert costs == [Decimal("0.5150025"), Decimal("0.26"), Decimal("0.0100125"), Decimal("12.515"), Decimal("0.26")]
+
+
+@pytest.mark.parametrize(
+    ("hour", "expected"),
+    [(12, Decimal("0.27")), (20, Decimal("0.135")), (0, Decimal("0.135"))],
+    ids=["peak-12:00", "off-peak-20:00", "off-peak-00:00"],
+)
+def test_time_of_day_price_follows_the_event_timestamp(hour, expected):
+    # deepseek-chat input is $0.27/M from 00:30 to 16:30 UTC and $0.135/M otherwise.
+    event = make_event(
+        provider="deepseek", model="deepseek-chat", timestamp=datetime(2026, 11, 22, hour, 0, tzinfo=UTC),
+        usage={"input_tokens": 1_000_000, "output_tokens": 0, "cache_read_tokens": 0},
+    )
+
+    assert price_event(event).cost_usd == expected
+
+
+_ORACLE_MODELS = [
+    ("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("openai", "o3"), ("openai", "gpt-5-nano"),
+    ("anthropic", "claude-sonnet-4-5"), ("anthropic", "claude-haiku-4-5"), ("anthropic", "claude-opus-4-6"),
+    ("google", "gemini-2.5-pro"), ("google", "gemini-2.5-flash"), ("google", "gemini-1.5-flash-8b"),
+    ("deepseek", "deepseek-chat"), ("deepseek", "deepseek-reasoner"), ("mistral", "mistral-small-latest"),
+]
+
+
+def test_every_cost_equals_the_catalogs_own_calculation():
+    """Seeded random usages, tier edges and times against `genai_prices.calc_price`."""
+    rng = random.Random(20261122)
+    pricer = CatalogPricer()
+    edges = [0, 1, 127_999, 128_000, 128_001, 199_999, 200_000, 200_001, 272_000, 272_001, 1_000_000]
+    for _ in range(1_500):
+        provider, model = rng.choice(_ORACLE_MODELS)
+        inp = rng.choice(edges + [rng.randrange(0, 3_000_000)])
+        cache_read = rng.randrange(0, inp + 1) if inp and rng.random() < 0.5 else 0
+        cache_write = rng.randrange(0, inp - cache_read + 1) if inp - cache_read and rng.random() < 0.3 else 0
+        out = rng.choice([0, 1, rng.randrange(0, 200_000)])
+        when = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(0, 700 * 86_400))
+        event = make_event(
+            provider=provider, model=model, timestamp=when,
+            usage={"input_tokens": inp, "output_tokens": out, "cache_read_tokens": cache_read, "cache_write_tokens": cache_write},
+        )
+
+        expected = calc_price(
+            CatalogUsage(input_tokens=inp, output_tokens=out, cache_read_tokens=cache_read, cache_write_tokens=cache_write),
+            model_ref=model, provider_id=provider, genai_request_timestamp=when,
+        ).total_price
+        priced = pricer.price(event)
+
+        assert (priced.status, priced.cost_usd) == ("priced", expected), (provider, model, when, inp, cache_read, cache_write, out)

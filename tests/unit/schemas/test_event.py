@@ -270,10 +270,10 @@ def test_duration_must_be_a_non_negative_number(bad):
 
 
 def test_provider_cost_decimal_string_is_kept_exact():
-    # 28 significant digits: more than a float carries.
-    event = validate(make_event_dict(provider_cost="0.1234567890123456789012345678"))
+    # 33 significant digits, 18 after the point: more than a float carries, all of it kept.
+    event = validate(make_event_dict(provider_cost="123456789012345.123456789012345678"))
 
-    assert event.provider_cost == Decimal("0.1234567890123456789012345678")
+    assert event.provider_cost == Decimal("123456789012345.123456789012345678")
     assert isinstance(event.provider_cost, Decimal)
 
 
