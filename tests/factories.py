@@ -13,8 +13,9 @@
 from __future__ import annotations
 
 import json
+import random
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -119,3 +120,53 @@ def _to_json_ready(value: Any) -> Any:
         return format(value, "f")
     return value
 
+
+# --- many events with varied usage, for end-to-end totals -------------------------------
+
+PROJECTS = ("proj-alpha", "proj-beta", "proj-gamma")
+AGENTS = ("planner", "coder", "reviewer", "summarizer")
+MODELS = (
+    ("openai", "gpt-4o", False, False),
+    ("openai", "o4-mini", True, False),
+    ("anthropic", "claude-sonnet-4-5", True, True),
+    ("anthropic", "claude-haiku-4-5", False, True),
+    ("google", "gemini-2.5-flash", True, False),
+    ("google", "gemini-2.5-pro", True, False),
+    ("openai", "ft:unknown-to-the-catalog", False, False),
+)
+
+
+def varied_events(
+    count: int, seed: int = 1, *, now: datetime | None = None, spread_seconds: float = 180.0
+) -> list[UsageTrackingEvent]:
+    """Events with varied usage over 3 projects, 4 agents, 8 sessions, 3 providers.
+
+    Timestamps fall in the `spread_seconds` before `now`; ids are fresh on every call.
+    """
+    rng = random.Random(seed)
+    now = now or datetime.now(UTC)
+    events = []
+    for i in range(count):
+        provider, model, reasons, writes_cache = MODELS[i % len(MODELS)]
+        input_tokens = rng.randint(1, 50_000)
+        cache_read = rng.randint(0, input_tokens // 2)
+        cache_write = rng.randint(0, (input_tokens - cache_read) // 2) if writes_cache else 0
+        output_tokens = rng.randint(0, 5_000)
+        events.append(
+            make_event(
+                project_id=PROJECTS[i % 3],
+                agent_name=AGENTS[i % 4],
+                session_id=None if i % 11 == 0 else f"sess-{i % 8}",
+                provider=provider,
+                model=model,
+                timestamp=now - timedelta(seconds=rng.uniform(0, spread_seconds)),
+                usage={
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                    "cache_read_tokens": cache_read,
+                    "cache_write_tokens": cache_write,
+                    "reasoning_tokens": rng.randint(0, output_tokens) if reasons else 0,
+                },
+            )
+        )
+    return events

@@ -78,7 +78,7 @@ def create_app(settings: PipelineSettings, bootstrap: str, sink: ClickHouseSink)
             except BaseException as exc:  # noqa: BLE001 - see module docstring
                 _stop_without_commit(exc, len(messages))
 
-    _install_pages(app, sink, metrics)
+    _install_pages(app, sink, metrics, settings.events_topic)
     app.usage_metrics = metrics  # type: ignore[attr-defined]
     return app
 
@@ -105,6 +105,24 @@ async def _deliver_dead_letters(dlq_topic: Any, records: list[tuple[bytes, bytes
         pending = failed
 
 
+async def consumer_lag(app: faust.App, topic: str) -> dict[int, int]:
+    """Per assigned partition of `topic`: end offset minus the next offset to commit."""
+    try:
+        consumer = app.consumer
+        partitions = [tp for tp in consumer.assignment() if tp.topic == topic]
+        if not partitions:
+            return {}
+        ends = await consumer.highwaters(*partitions)
+    except Exception:  # not assigned yet, or the broker is away: no figure rather than a wrong one
+        return {}
+    lag = {}
+    for tp in partitions:
+        # Faust records the offset of the last committed message, so the next is one more.
+        committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - no public accessor
+        lag[tp.partition] = max(0, ends.get(tp, 0) - (committed + 1 if committed is not None else 0))
+    return lag
+
+
 def _stop_without_commit(exc: BaseException, held: int) -> None:
     log.critical(
         "stopping without committing: a chunk of %d messages was interrupted (%r); "
@@ -116,7 +134,7 @@ def _stop_without_commit(exc: BaseException, held: int) -> None:
     os._exit(EXIT_UNCOMMITTED)
 
 
-def _install_pages(app: faust.App, sink: ClickHouseSink, metrics: WorkerMetrics) -> None:
+def _install_pages(app: faust.App, sink: ClickHouseSink, metrics: WorkerMetrics, topic: str) -> None:
     started = time.time()
 
     @app.page("/health")
@@ -130,7 +148,9 @@ def _install_pages(app: faust.App, sink: ClickHouseSink, metrics: WorkerMetrics)
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
-        text = render_prometheus(metrics, sink_retrying=sink.stats.retrying_since is not None)
+        text = render_prometheus(
+            metrics, sink_retrying=sink.stats.retrying_since is not None, consumer_lag=await consumer_lag(app, topic)
+        )
         return aiohttp_web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     @app.page("/report")
@@ -145,5 +165,8 @@ def _install_pages(app: faust.App, sink: ClickHouseSink, metrics: WorkerMetrics)
             )
         except ValueError as exc:
             return web.json({"error": str(exc), "group_by": sorted(GROUP_KEYS)}, status=400)
-        records = await asyncio.to_thread(sink.report, query)
+        try:
+            records = await asyncio.to_thread(sink.report, query)
+        except Exception as exc:  # ClickHouse unreachable: say so, don't guess totals
+            return web.json({"error": f"ClickHouse did not answer: {exc}"}, status=503)
         return web.json(records)

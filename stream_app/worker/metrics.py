@@ -38,7 +38,9 @@ def _sample(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def render_prometheus(metrics: WorkerMetrics, *, sink_retrying: bool) -> str:
+def render_prometheus(
+    metrics: WorkerMetrics, *, sink_retrying: bool, consumer_lag: dict[int, int] | None = None
+) -> str:
     """The counters in Prometheus text exposition format 0.0.4."""
     lines: list[str] = []
 
@@ -66,4 +68,14 @@ def render_prometheus(metrics: WorkerMetrics, *, sink_retrying: bool) -> str:
     metric("usage_sink_retries_total", "counter", "Failed ClickHouse writes that were retried.", [("", metrics.sink_retries)])
     metric("usage_sink_retrying", "gauge", "1 while a ClickHouse write is failing and being retried.", [("", int(sink_retrying))])
     metric("usage_chunks_total", "counter", "Chunks written.", [("", metrics.chunks)])
+    metric(
+        "usage_last_chunk_seconds", "gauge", "Wall time of the last chunk, write included.", [("", metrics.last_chunk_seconds)]
+    )
+    lag = consumer_lag or {}
+    metric(
+        "usage_consumer_lag",
+        "gauge",
+        "Messages in the events topic not yet committed by this worker, per assigned partition.",
+        [(f'{{partition="{p}"}}', n) for p, n in sorted(lag.items())] or [("", 0)],
+    )
     return "\n".join(lines) + "\n"

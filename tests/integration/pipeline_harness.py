@@ -180,3 +180,96 @@ def actual_report(records: list[dict[str, Any]], group_by: str) -> dict[tuple, d
         assert group not in out, f"group {group} reported twice"
         out[group] = {"events": r["events"], "cost_usd": Decimal(r["cost_usd"]), **{n: r[n] for n in TOKEN_FIELDS}}
     return out
+
+
+class BackgroundLoad:
+    """Publishes events in batches from a thread until done, riding out broker outages.
+
+    A batch that fails to publish is sent again whole: the pipeline bills each event_id
+    once, so a re-send after an unclear failure is the correct producer behaviour.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, events: list[UsageTrackingEvent], *, batch: int = 500, pause: float = 0.02) -> None:
+        import threading
+
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.events = events
+        self.batch = batch
+        self.pause = pause
+        self.messages = 0
+        self.published = 0
+        self.failures = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="background-load", daemon=True)
+
+    def start(self) -> BackgroundLoad:
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float = 600.0) -> None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"load still publishing after {timeout:.0f} s ({self.published} published)")
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._publish_all())
+        except BaseException as exc:  # surfaced by join()
+            self.error = exc
+
+    async def _publish_all(self) -> None:
+        from producers.errors import ProducerError
+
+        publisher: KafkaPublisher | None = None
+        start = 0
+        while start < len(self.events):
+            chunk = self.events[start : start + self.batch]
+            try:
+                if publisher is None:
+                    publisher = KafkaPublisher(self.bootstrap, self.topic)
+                    await publisher.start()
+                result = await publisher.publish(chunk)
+            except (ProducerError, OSError, asyncio.TimeoutError):
+                self.failures += 1
+                if publisher is not None:
+                    try:
+                        await publisher.stop()
+                    except Exception:
+                        pass
+                    publisher = None
+                await asyncio.sleep(0.5)
+                continue
+            self.messages += result.messages
+            self.published += len(chunk)
+            start += self.batch
+            await asyncio.sleep(self.pause)
+        if publisher is not None:
+            await publisher.stop()
+
+
+def read_store(store_url: str, sql: str) -> list[tuple]:
+    """Run one query on an embedded store this process opens and closes (no worker may hold it)."""
+    from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
+
+    with ClickHouseSink(parse_clickhouse_url(store_url), window_seconds=60) as sink:
+        return sink.query_rows(sql)
+
+
+def wait_until_billed(pipeline: Pipeline, worker: WorkerProcess, distinct_events: int, timeout: float = 300.0) -> None:
+    """Poll the worker's report until it bills `distinct_events` events."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    billed = -1
+    while time.monotonic() < deadline:
+        worker.raise_if_exited()
+        billed = sum(r["events"] for r in worker.report("project"))
+        if billed == distinct_events:
+            return
+        if billed > distinct_events:
+            raise AssertionError(f"billed {billed} events, only {distinct_events} distinct were sent")
+        time.sleep(0.5)
+    raise AssertionError(f"billed {billed} of {distinct_events} events after {timeout:.0f} s:\n{worker.log_tail()}")

@@ -8,61 +8,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
-import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from schemas import UsageTrackingEvent
-from tests.factories import make_event, make_event_dict
-from tests.integration.pipeline_harness import Pipeline, actual_report, expected_report
+from tests.factories import make_event_dict, varied_events
+from tests.integration.pipeline_harness import Pipeline, actual_report, expected_report, wait_until_billed
 
 pytestmark = pytest.mark.integration
-
-PROJECTS = ("proj-alpha", "proj-beta", "proj-gamma")
-AGENTS = ("planner", "coder", "reviewer", "summarizer")
-MODELS = (
-    ("openai", "gpt-4o", False, False),
-    ("openai", "o4-mini", True, False),
-    ("anthropic", "claude-sonnet-4-5", True, True),
-    ("anthropic", "claude-haiku-4-5", False, True),
-    ("google", "gemini-2.5-flash", True, False),
-    ("google", "gemini-2.5-pro", True, False),
-    ("openai", "ft:unknown-to-the-catalog", False, False),
-)
-
-
-def known_events(count: int, seed: int = 1) -> list[UsageTrackingEvent]:
-    """Events with varied usage over 3 projects, 4 agents, 8 sessions, 3 providers."""
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-    events = []
-    for i in range(count):
-        provider, model, reasons, writes_cache = MODELS[i % len(MODELS)]
-        input_tokens = rng.randint(1, 50_000)
-        cache_read = rng.randint(0, input_tokens // 2)
-        cache_write = rng.randint(0, (input_tokens - cache_read) // 2) if writes_cache else 0
-        output_tokens = rng.randint(0, 5_000)
-        events.append(
-            make_event(
-                project_id=PROJECTS[i % 3],
-                agent_name=AGENTS[i % 4],
-                session_id=None if i % 11 == 0 else f"sess-{i % 8}",
-                provider=provider,
-                model=model,
-                timestamp=now - timedelta(seconds=rng.uniform(0, 180)),
-                usage={
-                    "input_tokens": input_tokens,
-                    "output_tokens": output_tokens,
-                    "cache_read_tokens": cache_read,
-                    "cache_write_tokens": cache_write,
-                    "reasoning_tokens": rng.randint(0, output_tokens) if reasons else 0,
-                },
-            )
-        )
-    return events
-
 
 def assert_reports_exact(pipeline: Pipeline, events: list[UsageTrackingEvent]) -> None:
     for group_by in ("project", "agent", "session", "model"):
@@ -77,7 +30,7 @@ def pipeline(kafka_bootstrap: str, tmp_path) -> Pipeline:
 
 
 def test_report_equals_independent_totals_and_resend_changes_nothing(pipeline: Pipeline) -> None:
-    events = known_events(3_000)
+    events = varied_events(3_000)
     assert len({e.project_id for e in events}) >= 3 and len({e.provider for e in events}) >= 3
     assert len({e.agent_name for e in events}) >= 3 and len({e.session_id for e in events}) >= 5
 
@@ -114,7 +67,7 @@ def bad_messages(project: str) -> list[tuple[bytes | None, bytes]]:
 
 
 def test_malformed_messages_are_dead_lettered_with_reasons_and_change_no_total(pipeline: Pipeline) -> None:
-    events = known_events(500, seed=2)
+    events = varied_events(500, seed=2)
     raw, companions = bad_messages("proj-alpha")
     billed = events + [UsageTrackingEvent.model_validate(c) for c in companions]
 
@@ -153,7 +106,7 @@ def test_malformed_messages_are_dead_lettered_with_reasons_and_change_no_total(p
 
 
 def test_failing_clickhouse_writes_lose_nothing_and_double_nothing(pipeline: Pipeline) -> None:
-    events = known_events(2_000, seed=3)
+    events = varied_events(2_000, seed=3)
     # Three inserts fail outright, then two succeed on the server but report failure.
     with pipeline.worker(USAGE_SINK_FAULT_PLAN="fail_inserts=3,fail_after_insert=2") as worker:
         sent = pipeline.publish(events)
@@ -163,7 +116,7 @@ def test_failing_clickhouse_writes_lose_nothing_and_double_nothing(pipeline: Pip
 
 
 def test_worker_killed_mid_stream_then_restarted_bills_exactly(pipeline: Pipeline) -> None:
-    events = known_events(6_000, seed=4)
+    events = varied_events(6_000, seed=4)
     chunks = [events[i : i + 1_000] for i in range(0, len(events), 1_000)]
     sent = 0
     worker = pipeline.worker().start()
@@ -178,11 +131,5 @@ def test_worker_killed_mid_stream_then_restarted_bills_exactly(pipeline: Pipelin
         worker.kill()
     with pipeline.worker() as restarted:
         # The restarted worker sees at least the uncommitted tail; wait until all is billed.
-        deadline = datetime.now(UTC) + timedelta(seconds=120)
-        while datetime.now(UTC) < deadline:
-            rows = restarted.report("project")
-            if sum(r["events"] for r in rows) == len(events):
-                break
-            restarted.raise_if_exited()
-            time.sleep(0.5)
+        wait_until_billed(pipeline, restarted, len(events))
         assert_reports_exact(pipeline, events)

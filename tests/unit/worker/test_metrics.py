@@ -25,7 +25,7 @@ def test_render_samples_with_labels():
         dead_letters=Counter({"invalid_json": 2, "empty_message": 1}), sink_retries=4,
     )
 
-    text = render_prometheus(metrics, sink_retrying=True)
+    text = render_prometheus(metrics, sink_retrying=True, consumer_lag={1: 40, 0: 7})
 
     assert samples(text) == {
         "usage_messages_total": "120",
@@ -37,6 +37,9 @@ def test_render_samples_with_labels():
         "usage_sink_retries_total": "4",
         "usage_sink_retrying": "1",
         "usage_chunks_total": "12",
+        "usage_last_chunk_seconds": "0",
+        'usage_consumer_lag{partition="0"}': "7",
+        'usage_consumer_lag{partition="1"}': "40",
     }
 
 
@@ -64,6 +67,8 @@ def test_fresh_worker_exports_zeroes():
         "usage_sink_retries_total": "0",
         "usage_sink_retrying": "0",
         "usage_chunks_total": "0",
+        "usage_last_chunk_seconds": "0",
+        "usage_consumer_lag": "0",
     }
 
 
@@ -85,7 +90,8 @@ def test_every_metric_has_help_and_type_before_its_samples():
 
 
 def test_text_ends_with_a_newline():
-    assert render_prometheus(WorkerMetrics(), sink_retrying=False).endswith("_total 0\n")
+    text = render_prometheus(WorkerMetrics(), sink_retrying=False)
+    assert text.endswith("\n") and not text.endswith("\n\n")
 
 
 def test_large_counters_are_exported_exactly():
