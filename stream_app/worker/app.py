@@ -142,14 +142,20 @@ def _install_pages(app: faust.App, sink: ClickHouseSink, metrics: WorkerMetrics,
         retrying = sink.stats.retrying_since is not None
         return web.json({"status": "degraded" if retrying else "ok", "uptime_seconds": time.time() - started})
 
+    def current() -> WorkerMetrics:
+        # Failed writes are counted as they happen, also while a chunk is still being retried.
+        metrics.sink_retries = sink.stats.write_failures
+        return metrics
+
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
+        current()
         return web.json({**metrics.as_dict(), "sink_retrying": sink.stats.retrying_since is not None})
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         text = render_prometheus(
-            metrics, sink_retrying=sink.stats.retrying_since is not None, consumer_lag=await consumer_lag(app, topic)
+            current(), sink_retrying=sink.stats.retrying_since is not None, consumer_lag=await consumer_lag(app, topic)
         )
         return aiohttp_web.Response(text=text, content_type="text/plain", charset="utf-8")
 

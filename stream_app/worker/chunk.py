@@ -62,7 +62,6 @@ class ChunkProcessor:
         m.events_accepted += rows.events
         m.events_unpriced += rows.unpriced_events
         m.duplicates_in_chunk += rows.duplicates_in_chunk
-        m.sink_retries += attempts - 1
         m.chunks += 1
         for r in rejections:
             m.dead_letters[r.reason] += 1
