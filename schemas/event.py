@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -47,6 +47,8 @@ MONEY_PLACES = 18
 TokenCount = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+# A JSON number (int or float), never a boolean or a numeric string.
+Duration = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 
 
 _DECIMAL_PATTERN = r"^\s*\+?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
@@ -67,7 +69,13 @@ def _parse_decimal_string(value: Any) -> Decimal:
         # Python's Decimal also reads "1_000", "NaN" and "-0"; the wire format does not.
         if not re.match(_DECIMAL_PATTERN, value):
             raise ValueError(f"not a plain non-negative decimal string: {value!r}")
-        parsed = Decimal(value.strip())
+        try:
+            parsed = Decimal(value.strip())
+        except InvalidOperation:  # e.g. an exponent beyond what Decimal can hold
+            raise ValueError(f"not a representable decimal number: {value[:40]!r}") from None
+        exponent = parsed.as_tuple().exponent
+        if not isinstance(exponent, int) or abs(exponent) > 60:  # "0E-999999999" is zero, but unprintable
+            raise ValueError(f"exponent out of range: {value[:40]!r}")
     else:
         raise ValueError("must be a decimal string such as \"0.0123\", not a JSON number")
     if not parsed.is_finite():
@@ -90,8 +98,8 @@ DecimalString = Annotated[
 
 
 def _require_int_not_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("must be the integer 1, not a boolean")
+    if isinstance(value, (bool, float)):
+        raise ValueError(f"must be the integer 1, not {type(value).__name__} {value!r}")
     return value
 
 
@@ -179,7 +187,7 @@ class ToolCall(_Strict):
     """One tool the call invoked."""
 
     name: Name
-    duration_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    duration_ms: Duration | None = None
     error: Annotated[str, Field(max_length=MAX_TOOL_ERROR_CHARS)] | None = None
 
 
@@ -209,7 +217,7 @@ class UsageTrackingEvent(_Strict):
     usage: Usage
     tool_calls: Annotated[list[ToolCall], Field(max_length=MAX_TOOL_CALLS)] = Field(default_factory=list)
     finish_reason: Name | None = None
-    duration_ms: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    duration_ms: Duration | None = None
     error: Text | None = Field(None, description="A failed call is still an event.")
     provider_cost: DecimalString | None = Field(
         None, description="Cost the provider itself reported, as a decimal string (USD)."

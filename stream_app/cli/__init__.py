@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "stream_app.cli.kafka_cmd",
     "stream_app.cli.emit_cmd",
     "stream_app.cli.report_cmd",
+    "stream_app.cli.dlq_cmd",
 )
 
 

@@ -8,6 +8,8 @@ Pure: no Kafka here, the caller passes where the bytes came from.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,11 +17,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas import UsageTrackingEvent
+from schemas.event import MAX_OBJECT_JSON_BYTES
 
 MAX_BATCH_EVENTS = 1000
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # Of an oversized message, the dead letter keeps this much (the rest is the problem).
 _MAX_KEPT_BYTES = 64 * 1024
+# The free-form objects (`context`, `provider_metadata`) are the only fields whose depth
+# the schema does not bound; deeper than this they would strain every later re-encoding.
+MAX_NESTING_DEPTH = 64
+# A rejection's detail names this many problems; a message with 300k unknown fields would
+# otherwise make a 12 MB detail (and a dead letter no broker accepts).
+MAX_ERRORS_IN_DETAIL = 20
+_FREE_FORM_FIELDS = ("context", "provider_metadata")
 
 
 class RejectReason:
@@ -59,6 +69,7 @@ class Rejection:
     raw: bytes
     event_id: str | None = None
     project_id: str | None = None
+    raw_size: int | None = None  # size of the original when `raw` is only its prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +107,9 @@ def decode_message(
         parsed = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as exc:
         return _rejected(RejectReason.INVALID_JSON, f"value is not JSON: {exc}", origin, raw)
+    except RecursionError:
+        # json.loads recurses per nesting level: `[[[[...` would otherwise crash the worker.
+        return _rejected(RejectReason.INVALID_JSON, "value is JSON nested too deeply to read", origin, raw)
 
     if isinstance(parsed, dict):
         items: list[tuple[int | None, Any]] = [(None, parsed)]
@@ -110,6 +124,7 @@ def decode_message(
                 raw,
             )
         items = list(enumerate(parsed))
+        spans = ElementSpans(text)
     else:
         return _rejected(
             RejectReason.NOT_AN_EVENT,
@@ -126,7 +141,7 @@ def decode_message(
             item,
             origin=origin,
             index=index,
-            raw=raw if index is None else None,
+            raw=raw if index is None else spans,
             now=now,
             max_future_skew=max_future_skew,
             expected_project=expected_project,
@@ -143,14 +158,21 @@ def decode_item(
     *,
     origin: MessageOrigin,
     index: int | None,
-    raw: bytes | None,
+    raw: bytes | ElementSpans | None,
     now: datetime,
     max_future_skew: timedelta,
     expected_project: str | None,
 ) -> DecodedEvent | Rejection:
-    """Validate one parsed JSON value as an event against every SPEC.md §1 rule."""
+    """Validate one parsed JSON value as an event against every SPEC.md §1 rule.
+
+    `raw` is the item's original bytes, or the spans of the batch it is element `index`
+    of (its bytes are found only if it is rejected); None re-encodes the item.
+    """
     def reject(reason: str, detail: str) -> Rejection:
-        item_raw = raw if raw is not None else _item_bytes(item)
+        if isinstance(raw, ElementSpans):
+            item_raw = raw.element_bytes(index, item) if index is not None else _item_bytes(item)
+        else:
+            item_raw = raw if raw is not None else _item_bytes(item)
         return Rejection(
             reason, detail, origin, index, item_raw, _str_field(item, "event_id"), _str_field(item, "project_id")
         )
@@ -163,10 +185,15 @@ def decode_item(
             RejectReason.UNSUPPORTED_SCHEMA_VERSION,
             f"schema_version is {version!r}; this consumer reads version 1",
         )
+    problem = _free_form_problem(item)
+    if problem is not None:
+        return reject(RejectReason.INVALID_EVENT, problem)
     try:
         event = UsageTrackingEvent.model_validate(item)
     except ValidationError as exc:
         return reject(RejectReason.INVALID_EVENT, describe_validation_error(exc))
+    except Exception as exc:  # noqa: BLE001 - a validator that raised the wrong type is still a bad event
+        return reject(RejectReason.INVALID_EVENT, f"event could not be validated: {type(exc).__name__}: {exc}")
     if event.timestamp - now > max_future_skew:
         return reject(
             RejectReason.FUTURE_TIMESTAMP,
@@ -185,9 +212,12 @@ def decode_item(
 def describe_validation_error(exc: ValidationError) -> str:
     """One readable line per problem, each naming the field path: `usage.input_tokens: ...`."""
     parts = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    for err in errors[:MAX_ERRORS_IN_DETAIL]:
         path = ".".join(str(p) for p in err["loc"]) or "(event)"
         parts.append(f"{path}: {err['msg']}")
+    if len(errors) > MAX_ERRORS_IN_DETAIL:
+        parts.append(f"... and {len(errors) - MAX_ERRORS_IN_DETAIL} more errors")
     return "; ".join(parts)
 
 
@@ -201,6 +231,7 @@ def _message_rejection(raw: bytes, origin: MessageOrigin) -> Rejection | None:
             origin,
             None,
             raw[:_MAX_KEPT_BYTES],
+            raw_size=len(raw),
         )
     return None
 
@@ -214,15 +245,124 @@ def _rejected(reason: str, detail: str, origin: MessageOrigin, raw: bytes) -> De
 
 
 def _item_bytes(item: Any) -> bytes:
-    return json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (`"\\ud800"` in the JSON) cannot be UTF-8: keep it escaped, as it came.
+        return json.dumps(item, separators=(",", ":")).encode()
 
 
 def _str_field(item: Any, name: str) -> str | None:
     if isinstance(item, dict):
         value = item.get(name)
         if isinstance(value, str):
-            return value[:128]
+            # Dead letters and ClickHouse rows are UTF-8: a lone surrogate stays visible, escaped.
+            return value[:128].encode("utf-8", "backslashreplace").decode("utf-8")
     return None
+
+
+# A JSON string, or one structural character. Only run on text json.loads accepted.
+_JSON_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
+_JSON_WHITESPACE = " \t\n\r"
+
+
+class ElementSpans:
+    """The original bytes of each element of a JSON array, found only when one is asked for.
+
+    A rejected batch element is dead-lettered as it arrived (same bytes, escapes and
+    number spellings), not re-encoded: re-encoding could fail (lone surrogates, depth) or
+    change it (duplicate keys). Found by one scan of the message, at the first rejection.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._spans: list[tuple[int, int]] | None = None
+
+    def element_bytes(self, index: int, item: Any) -> bytes:
+        """Element `index` as it was sent; `item` (its parsed value) is re-encoded only as a fallback."""
+        if self._spans is None:
+            self._spans = _array_element_spans(self._text)
+        if index < len(self._spans):
+            start, end = self._spans[index]
+            return self._text[start:end].encode("utf-8")
+        return _item_bytes(item)  # unreachable for text json.loads accepted
+
+
+def _array_element_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each top-level element of the JSON array `text`, whitespace trimmed."""
+    bounds: list[int] = []
+    depth = 0
+    for match in _JSON_STRUCTURE.finditer(text):
+        char = text[match.start()]
+        if char == '"':
+            continue
+        if char in "[{":
+            depth += 1
+            if depth == 1:
+                bounds.append(match.end())
+        elif char in "]}":
+            if depth == 1:
+                bounds.append(match.start())
+            depth -= 1
+        elif depth == 1:  # a comma between two elements
+            bounds += [match.start(), match.end()]
+    spans = []
+    for start, end in zip(bounds[::2], bounds[1::2]):
+        while start < end and text[start] in _JSON_WHITESPACE:
+            start += 1
+        while end > start and text[end - 1] in _JSON_WHITESPACE:
+            end -= 1
+        spans.append((start, end))
+    return spans
+
+
+def _free_form_problem(item: dict[str, Any]) -> str | None:
+    """What makes a free-form object unstorable, or None.
+
+    The schema types every other field; these take any JSON, so three things that
+    `json.loads` lets through are checked here: strings that are not Unicode (a lone
+    `\\ud800` escape: the ClickHouse write would fail forever), numbers too large for a
+    float (`1e400` becomes infinity), and nesting deeper than `MAX_NESTING_DEPTH`.
+    """
+    for field in _FREE_FORM_FIELDS:
+        value = item.get(field)
+        if not value or not isinstance(value, dict):
+            continue  # absent, empty, or the wrong type, which the schema reports
+        # Every entry takes at least 4 bytes of JSON: past this many, the schema's size
+        # bound rejects the object anyway, so stop walking it.
+        budget = MAX_OBJECT_JSON_BYTES // 4
+        stack: list[tuple[Any, str, int]] = [(value, field, 1)]
+        while stack and budget > 0:
+            node, path, depth = stack.pop()
+            if depth > MAX_NESTING_DEPTH:
+                return f"{field}: nested more than {MAX_NESTING_DEPTH} levels deep"
+            children = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, child in children:
+                budget -= 1
+                # isascii() first: nearly every string is ASCII, and that check is cheap.
+                if type(key) is str and not key.isascii() and not _is_unicode(key):
+                    return f"{_printable(path)}: a key holds a lone UTF-16 surrogate, which is not Unicode text"
+                if type(child) is str:
+                    if not child.isascii() and not _is_unicode(child):
+                        return f"{_printable(f'{path}.{key}')}: holds a lone UTF-16 surrogate, which is not Unicode text"
+                elif isinstance(child, (dict, list)):
+                    if child:
+                        stack.append((child, f"{path}.{key}", depth + 1))
+                elif type(child) is float and not math.isfinite(child):
+                    return f"{_printable(f'{path}.{key}')}: number is out of range for a 64-bit float"
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(path: str) -> str:
+    return path[:200].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _key_text(key: bytes | None) -> str | None:

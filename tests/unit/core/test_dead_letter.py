@@ -35,6 +35,8 @@ def test_dead_letter_of_a_batch_element():
         "raw_text": '{"event_id":"e-9"}',
         "rejected_at": "2026-11-22T12:00:05+00:00",
         "consumer_group": "usage-pipeline",
+        "raw_size": 18,
+        "raw_truncated": False,
     }
 
 

@@ -1,0 +1,443 @@
+"""`usage-pipeline dlq inspect|export|replay`: look at dead letters, hand them out, re-submit them.
+
+Every action reads the dead-letter topic from its beginning up to the end offsets it has
+when the action starts, with no consumer group: nothing is committed, any number of
+people can run it at once, and running workers are not disturbed. Needs Kafka only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import heapq
+import json
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import IO, TYPE_CHECKING, Any
+
+from stream_app.errors import PipelineError
+
+if TYPE_CHECKING:
+    from stream_app.core.dead_letter import DeadLetter, ReplayMessage, ReplayPlan
+    from stream_app.settings import PipelineSettings
+
+# A read that makes no progress for this long means the broker stopped answering.
+READ_STALL_SECONDS = 30.0
+# Messages published concurrently by a replay before it waits for their acknowledgements.
+REPLAY_CHUNK = 500
+_DETAIL_COLUMN = 72
+
+_DESCRIPTION = """\
+Dead letters are the inputs the worker could not bill: each holds the original bytes,
+the reason, and where they came from (topic, partition, offset, batch index, key).
+"""
+
+_INSPECT_EPILOG = """\
+Counts are dead-letter records; `distinct` counts distinct rejected inputs (a message
+redelivered after a crash is dead-lettered again). --format json prints one object:
+{"topic", "dead_letters", "distinct_inputs", "unreadable", "reasons": [...], "entries": [...]}.
+"""
+
+_EXPORT_EPILOG = """\
+Writes one event per line (a rejected batch gives one line per element), as it arrived,
+to standard output: fix the lines, then `usage-pipeline dlq replay --file FILE`.
+Dead letters whose bytes are not UTF-8, or that hold only a prefix of an oversized
+message, cannot be exported: they are listed on stderr with where the original is.
+
+exit status: 0 all exported; 1 some could not be (listed on stderr); 2 Kafka unreachable
+"""
+
+_REPLAY_EPILOG = """\
+Without --file, each dead letter's original bytes are validated again with the current
+rules under their original key; those that now pass (e.g. a future_timestamp event whose
+time has come) are re-published to the events topic byte for byte, with that key. With
+--file, each line is a corrected event (one JSON object), validated the same way; bad
+lines are reported as `line N: reason: detail` and not sent. Replaying twice is safe:
+events are billed once per event_id. Replayed dead letters stay on the dead-letter topic.
+
+exit status:
+  0  everything selected was (or, with --dry-run, would be) replayed
+  1  some dead letters or lines still fail (reported on stderr); the rest were replayed
+  2  nothing or only part was published: file unreadable, Kafka unreachable or refused
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `dlq` command and its actions."""
+    parser = subparsers.add_parser(
+        "dlq",
+        help="inspect, export and replay dead letters",
+        description="Inspect, export and replay the dead-letter topic (USAGE_DLQ_TOPIC).\n\n" + _DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="dlq_action", required=True, metavar="ACTION")
+
+    inspect = actions.add_parser(
+        "inspect",
+        help="summarise dead letters by reason",
+        description="Summarise the dead letters by reason: count, first and last seen, an example detail.",
+        epilog=_INSPECT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inspect.add_argument("--limit", type=_non_negative, default=0, metavar="N", help="also list the N most recent dead letters")
+    inspect.add_argument("--reason", metavar="R", help="only dead letters with this reason code")
+    inspect.add_argument("--format", choices=("table", "json"), default="table")
+    inspect.set_defaults(handler=run_inspect)
+
+    export = actions.add_parser(
+        "export",
+        help="write the dead letters' original events, one per line",
+        description="Write each dead letter's original event JSON to standard output, one per line.",
+        epilog=_EXPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("--reason", metavar="R", help="only dead letters with this reason code")
+    export.set_defaults(handler=run_export)
+
+    replay = actions.add_parser(
+        "replay",
+        help="re-submit dead letters that now pass, or corrected events from a file",
+        description="Re-publish dead letters that pass the current rules, or corrected events from a file.",
+        epilog=_REPLAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    replay.add_argument("--reason", metavar="R", help="only dead letters with this reason code")
+    replay.add_argument("--file", metavar="FILE", help="corrected events, one JSON object per line; `-` reads stdin")
+    replay.add_argument("--dry-run", action="store_true", help="validate and report only; publish nothing")
+    replay.set_defaults(handler=run_replay)
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+# --- inspect ------------------------------------------------------------------------------
+
+
+def run_inspect(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    """Print the summary by reason (and the most recent letters with --limit)."""
+    report = asyncio.run(_inspect(_bootstrap(settings), settings.dlq_topic, reason=args.reason, limit=args.limit))
+    sys.stdout.write(render_inspect_json(report) if args.format == "json" else render_inspect_table(report))
+    return 0
+
+
+@dataclass
+class InspectReport:
+    topic: str
+    exists: bool
+    total: int
+    distinct: int
+    unreadable: int
+    reasons: list[Any]  # ReasonSummary
+    entries: list[DeadLetter]
+
+
+async def _inspect(bootstrap: str, topic: str, *, reason: str | None, limit: int) -> InspectReport:
+    from stream_app.core.dead_letter import DeadLetterSummary
+
+    summary = DeadLetterSummary()
+    latest: list[tuple[tuple[float, int, int], int, DeadLetter]] = []  # a min-heap of the newest `limit`
+    unreadable = 0
+    reader = DeadLetterReader(bootstrap, topic)
+    async for letter in reader.letters():
+        if letter is None:
+            unreadable += 1
+            continue
+        if reason is not None and letter.reason != reason:
+            continue
+        summary.add(letter)
+        if limit:
+            rank = (letter.rejected_at.timestamp() if letter.rejected_at else 0.0, letter.dlq_partition, letter.dlq_offset)
+            item = (rank, summary.total, letter)
+            if len(latest) < limit:
+                heapq.heappush(latest, item)
+            else:
+                heapq.heappushpop(latest, item)
+    entries = [letter for _, _, letter in sorted(latest, key=lambda item: item[:2])]
+    return InspectReport(topic, reader.exists, summary.total, summary.distinct, unreadable, summary.reasons(), entries)
+
+
+def render_inspect_json(report: InspectReport) -> str:
+    """The report as one JSON object."""
+    document = {
+        "topic": report.topic,
+        "dead_letters": report.total,
+        "distinct_inputs": report.distinct,
+        "unreadable": report.unreadable,
+        "reasons": [summary.as_dict() for summary in report.reasons],
+        "entries": [letter.as_dict() for letter in report.entries],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def render_inspect_table(report: InspectReport) -> str:
+    """The report as aligned text: one line per reason, then the listed letters."""
+    if not report.exists:
+        return f"no dead letters: the topic {report.topic} does not exist yet\n"
+    lines = [f"{report.total} dead letters on {report.topic} ({report.distinct} distinct inputs)"]
+    if report.unreadable:
+        lines.append(f"{report.unreadable} records on the topic are not dead letters this version can read")
+    if report.reasons:
+        rows = [
+            [s.reason, str(s.count), str(s.distinct), _when(s.first_seen), _when(s.last_seen), _one_line(s.example_detail)]
+            for s in report.reasons
+        ]
+        lines += ["", *_table(["reason", "count", "distinct", "first seen", "last seen", "example"], rows, numeric=frozenset({1, 2}))]
+    if report.entries:
+        from stream_app.core.dead_letter import describe_source
+
+        rows = [
+            [_when(letter.rejected_at), letter.reason, describe_source(letter), letter.event_id or "-", _one_line(letter.detail)]
+            for letter in report.entries
+        ]
+        lines += ["", f"most recent {len(rows)}:", *_table(["rejected at", "reason", "source", "event_id", "detail"], rows)]
+    return "\n".join(lines) + "\n"
+
+
+def _table(header: list[str], rows: list[list[str]], numeric: frozenset[int] = frozenset()) -> list[str]:
+    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _DETAIL_COLUMN else text[: _DETAIL_COLUMN - 1] + "…"
+
+
+# --- export -------------------------------------------------------------------------------
+
+
+def run_export(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    """Write the selected letters' original events to stdout, one per line."""
+    out = sys.stdout.buffer
+    exported, letters, skipped = asyncio.run(_export(_bootstrap(settings), settings.dlq_topic, args.reason, out))
+    out.flush()
+    print(
+        f"exported {_count(exported, 'event')} from {_count(letters, 'dead letter')}; "
+        f"{_count(skipped, 'dead letter')} could not be exported",
+        file=sys.stderr,
+    )
+    return 1 if skipped else 0
+
+
+async def _export(bootstrap: str, topic: str, reason: str | None, out: IO[bytes]) -> tuple[int, int, int]:
+    from stream_app.core.dead_letter import DeadLetterFormatError, describe_source, export_lines
+
+    exported = letters = skipped = 0
+    seen: set[tuple[str, int, int, int | None]] = set()
+    async for letter in DeadLetterReader(bootstrap, topic).letters():
+        if letter is None or (reason is not None and letter.reason != reason) or letter.source_position in seen:
+            continue
+        seen.add(letter.source_position)
+        letters += 1
+        try:
+            lines = export_lines(letter)
+        except DeadLetterFormatError as exc:
+            skipped += 1
+            print(f"skipped {describe_source(letter)} ({letter.reason}): {exc}", file=sys.stderr)
+            continue
+        for line in lines:
+            out.write(line.encode("utf-8") + b"\n")
+        exported += len(lines)
+    return exported, letters, skipped
+
+
+# --- replay -------------------------------------------------------------------------------
+
+
+def run_replay(args: argparse.Namespace, settings: PipelineSettings) -> int:
+    """Re-publish what passes the current rules; report the rest on stderr."""
+    if args.file and args.reason:
+        raise PipelineError("--reason selects dead letters; it cannot be combined with --file")
+    now = datetime.now(UTC)
+    skew = timedelta(seconds=settings.max_future_skew_seconds)
+    bootstrap = None if args.dry_run and args.file else _bootstrap(settings)
+    if args.file:
+        from stream_app.core.dead_letter import plan_file_replay
+
+        with _open_lines(args.file) as lines:
+            plan = plan_file_replay(lines, now=now, max_future_skew=skew, source_name=args.file)
+    else:
+        plan = asyncio.run(_plan_from_topic(bootstrap, settings.dlq_topic, now, skew, args.reason))  # type: ignore[arg-type]
+    for skip in plan.skipped:
+        print(f"{skip.origin}: {skip.reason}: {skip.detail}", file=sys.stderr)
+    if not args.dry_run and plan.ready:
+        asyncio.run(_publish(bootstrap, settings.events_topic, plan.ready))  # type: ignore[arg-type]
+    print(_replay_summary(plan, settings.events_topic, from_file=bool(args.file), dry_run=args.dry_run))
+    return 1 if plan.skipped else 0
+
+
+async def _plan_from_topic(bootstrap: str, topic: str, now: datetime, skew: timedelta, reason: str | None) -> ReplayPlan:
+    from stream_app.core.dead_letter import ReplayPlanner
+
+    planner = ReplayPlanner(now=now, max_future_skew=skew, reason=reason)
+    async for letter in DeadLetterReader(bootstrap, topic).letters():
+        if letter is not None:
+            planner.add(letter)
+    return planner.plan
+
+
+async def _publish(bootstrap: str, topic: str, messages: list[ReplayMessage]) -> None:
+    from producers import KafkaPublisher, ProducerError
+
+    sent = 0
+    try:
+        # Room for the largest message a consumer accepts; the broker's own limit still applies.
+        async with KafkaPublisher(bootstrap, topic, max_message_bytes=max(len(m.value) for m in messages)) as publisher:
+            for start in range(0, len(messages), REPLAY_CHUNK):
+                chunk = messages[start : start + REPLAY_CHUNK]
+                await asyncio.gather(*(publisher.publish_raw(m.value, m.key) for m in chunk))
+                sent += len(chunk)
+    except ProducerError as exc:
+        raise PipelineError(
+            f"{exc} (replayed {sent} of {len(messages)} messages before the failure; replaying again is safe)"
+        ) from exc
+
+
+def _replay_summary(plan: ReplayPlan, topic: str, *, from_file: bool, dry_run: bool) -> str:
+    unit = "line" if from_file else "dead letter"
+    done = "would replay" if dry_run else "replayed"
+    text = f"{done} {_count(plan.events, 'event')} from {_count(len(plan.ready), unit)} to {topic}"
+    if plan.skipped:
+        reasons = Counter(skip.reason for skip in plan.skipped)
+        by_reason = ", ".join(f"{reason} {count}" for reason, count in reasons.most_common())
+        text += f"; {_count(len(plan.skipped), unit)} still fail ({by_reason})"
+    if plan.repeats:
+        text += f"; {plan.repeats} repeated dead letters of the same inputs ignored"
+    return text + ("; published nothing (dry run)" if dry_run else "")
+
+
+@contextlib.contextmanager
+def _open_lines(path: str) -> Iterator[Iterable[bytes]]:
+    # Bytes, not text: a line that is not UTF-8 becomes one rejection instead of a crash.
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise PipelineError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+# --- reading the dead-letter topic ----------------------------------------------------------
+
+
+class DeadLetterReader:
+    """Reads a topic from its beginning to the end offsets it had when reading began."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.exists = True
+
+    async def letters(self) -> AsyncIterator[DeadLetter | None]:
+        """Each record as a `DeadLetter`, or None for a record that is not one."""
+        from stream_app.core.dead_letter import DeadLetterFormatError, parse_dead_letter
+
+        async for partition, offset, key, value in self.records():
+            try:
+                yield parse_dead_letter(key, value, partition=partition, offset=offset)
+            except DeadLetterFormatError:
+                yield None
+
+    async def records(self) -> AsyncIterator[tuple[int, int, bytes | None, bytes | None]]:
+        """(partition, offset, key, value) of every record, partition by partition interleaved."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.errors import KafkaError
+
+        try:
+            numbers = await self._partitions()
+        except KafkaError as exc:
+            raise PipelineError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
+        if numbers is None:
+            self.exists = False
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,  # no group: nothing is committed, nobody is rebalanced
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="usage-pipeline-dlq",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise PipelineError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
+        try:
+            partitions = [TopicPartition(self.topic, number) for number in numbers]
+            consumer.assign(partitions)
+            begin = await consumer.beginning_offsets(partitions)
+            end = await consumer.end_offsets(partitions)
+            pending = {tp for tp in partitions if end[tp] > begin[tp]}
+            for tp in pending:
+                consumer.seek(tp, begin[tp])
+            loop = asyncio.get_running_loop()
+            last_progress = loop.time()
+            while pending:
+                batches = await consumer.getmany(*pending, timeout_ms=500)
+                for tp, records in batches.items():
+                    for record in records:
+                        if record.offset < end[tp]:
+                            yield tp.partition, record.offset, record.key, record.value
+                    if records:
+                        last_progress = loop.time()
+                for tp in list(pending):
+                    if await consumer.position(tp) >= end[tp]:
+                        pending.discard(tp)
+                if pending and loop.time() - last_progress > READ_STALL_SECONDS:
+                    raise PipelineError(
+                        f"reading {self.topic} made no progress for {READ_STALL_SECONDS:.0f} s "
+                        f"(partitions {sorted(tp.partition for tp in pending)} not read to their end)"
+                    )
+        except KafkaError as exc:
+            raise PipelineError(f"reading {self.topic} at {self.bootstrap} failed: {exc}") from exc
+        finally:
+            await consumer.stop()
+
+    async def _partitions(self) -> list[int] | None:
+        """The topic's partition numbers, or None if it does not exist."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="usage-pipeline-dlq")
+        try:
+            await admin.start()
+            # Every topic: a metadata request naming this one could create it (auto.create.topics.enable).
+            for topic in await admin.describe_topics():
+                if topic["topic"] == self.topic and topic["error_code"] == 0:
+                    return sorted(partition["partition"] for partition in topic["partitions"])
+            return None
+        finally:
+            await admin.close()
+
+
+def _bootstrap(settings: PipelineSettings) -> str:
+    # Imported here: the broker module is only needed when Kafka is really used.
+    from stream_app.broker.local import resolve_bootstrap
+
+    return resolve_bootstrap(settings)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
