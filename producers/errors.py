@@ -61,3 +61,14 @@ class PublishError(ProducerError):
             f"{failed_messages} of {total_messages} messages to {topic!r} were not delivered: "
             f"{reason}; re-publishing the same events is safe (they are deduplicated by event_id)"
         )
+
+
+class TrackingConfigError(ProducerError):
+    """`configure_usage_tracking` was given settings it cannot work with.
+
+    Raised at configuration time (service start-up), never from a tracked LLM call.
+    """
+
+
+class SpoolError(ProducerError):
+    """The local spool directory cannot be used (not writable, not a directory)."""

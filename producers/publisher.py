@@ -58,6 +58,7 @@ class KafkaPublisher:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         client_id: str = "usage-pipeline-producer",
         compression_type: str | None = None,
+        request_timeout_ms: int = 40_000,
     ) -> None:
         if not 1 <= max_events_per_message <= MAX_EVENTS_PER_MESSAGE:
             raise ValueError(
@@ -72,6 +73,9 @@ class KafkaPublisher:
         # Off by default: aiokafka's lz4/snappy/zstd need `cramjam`, and every consumer
         # would need it too to read the messages back.
         self._compression_type = compression_type
+        # How long a send may wait for the broker before its future fails (aiokafka's
+        # default is 40 s); the background transport lowers it to notice an outage sooner.
+        self._request_timeout_ms = request_timeout_ms
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> KafkaPublisher:
@@ -144,6 +148,7 @@ class KafkaPublisher:
                 linger_ms=self._linger_ms,
                 max_request_size=max(_MIN_MAX_REQUEST_SIZE, self._max_bytes + _REQUEST_OVERHEAD_BYTES),
                 compression_type=self._compression_type,
+                request_timeout_ms=self._request_timeout_ms,
             )
         except RuntimeError as exc:
             # aiokafka's way of saying the codec library is missing.

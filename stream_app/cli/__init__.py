@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "stream_app.cli.emit_cmd",
     "stream_app.cli.report_cmd",
     "stream_app.cli.dlq_cmd",
+    "stream_app.cli.ingest_cmd",
 )
 
 

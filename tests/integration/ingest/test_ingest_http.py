@@ -1,0 +1,63 @@
+"""`ingest-http` against a real broker: 202 only after Kafka has the events, 4xx naming each bad field."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import pytest
+
+from stream_app.ingest.server import IngestConfig, build_app
+from tests.factories import make_event_dict
+from tests.integration.producers.kafka_reading import read_topic
+
+aiohttp = pytest.importorskip("aiohttp")
+from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
+
+
+async def exchange(config: IngestConfig, requests: list[tuple[str, str, bytes]]) -> list[tuple[int, dict, dict]]:
+    async with TestClient(TestServer(build_app(config))) as client:
+        answers = []
+        for method, path, body in requests:
+            response = await client.request(method, path, data=body, headers={"Content-Type": "application/json"})
+            answers.append((response.status, await response.json(), dict(response.headers)))
+        return answers
+
+
+def post(body: object) -> tuple[str, str, bytes]:
+    return ("POST", "/v1/events", body if isinstance(body, bytes) else json.dumps(body).encode())
+
+
+def test_valid_events_are_published_and_invalid_requests_name_each_field(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    config = IngestConfig(kafka_bootstrap, topics["events"], max_body_bytes=64 * 1024)
+    single = make_event_dict(project_id="proj-rust")
+    batch = [make_event_dict(project_id="proj-ts"), make_event_dict(project_id="proj-ts"), make_event_dict()]
+    bad = [make_event_dict(), make_event_dict(usage={"output_tokens": "many"})]
+
+    answers = asyncio.run(exchange(config, [
+        post(single), post(batch), post(bad), post(b"{not json"),
+        post([make_event_dict()] * 1001), post(b"[" + b" " * 70_000 + b"]"),
+        ("GET", "/healthz", b""), ("GET", "/v1/schema", b""),
+    ]))
+
+    (s1, a1, _), (s2, a2, _), (s3, a3, _), (s4, _, _), (s5, _, _), (s6, a6, _), (s7, a7, _), (s8, a8, _) = answers
+    assert (s1, a1) == (202, {"accepted": 1, "event_ids": [single["event_id"]]})
+    assert (s2, a2["event_ids"]) == (202, [item["event_id"] for item in batch])
+    assert s3 == 422 and a3["problems"] == [
+        {"index": 1, "field": "usage.output_tokens", "message": "Input should be a valid integer"}]
+    assert (s4, s5, s6) == (400, 413, 413) and "at most 65536 bytes" in a6["error"]
+    assert (s7, a7["kafka"]) == (200, "connected") and s8 == 200 and a8["title"] == "UsageTrackingEvent"
+
+    delivered = read_topic(kafka_bootstrap, topics["events"], min_events=4)
+    assert Counter(delivered.event_ids) == Counter([single["event_id"], *(item["event_id"] for item in batch)])
+
+
+def test_kafka_unreachable_is_a_503_to_retry_never_a_false_202() -> None:
+    config = IngestConfig("127.0.0.1:9", "t.events")
+
+    (status, answer, headers), = asyncio.run(exchange(config, [post(make_event_dict())]))
+
+    assert status == 503 and headers["Retry-After"] == "5" and "resend the same events" in answer["error"]

@@ -1,0 +1,102 @@
+"""`KafkaTransport` with no broker to talk to: emits stay instant, nothing is lost, losses are loud."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from producers.spool import EventSpool
+from producers.transport import KafkaTransport, NullTransport
+from tests.factories import make_event
+
+pytest.importorskip("aiokafka")
+
+CLOSED_PORT = "127.0.0.1:9"  # discard port: nothing listens, connections are refused at once
+
+
+def unreachable(tmp_path: Path, **options) -> KafkaTransport:
+    return KafkaTransport(CLOSED_PORT, "t.events", EventSpool(tmp_path / "spool", **options.pop("spool", {})),
+                          stall_seconds=0.5, **options)
+
+
+def spooled_events(spool: EventSpool) -> list:
+    spool.seal()
+    claimed = []
+    while (segment := spool.claim()) is not None:
+        claimed.append(segment)
+    events = [event for segment in claimed for event in spool.read(segment).events]
+    for segment in claimed:
+        spool.release(segment)
+    return events
+
+
+def test_emits_return_at_once_and_land_in_the_spool_when_kafka_is_unreachable(tmp_path: Path) -> None:
+    transport = unreachable(tmp_path)
+    events = [make_event() for _ in range(1000)]
+
+    started = time.perf_counter()
+    for event in events:
+        transport.emit(event)
+    elapsed = time.perf_counter() - started
+
+    assert elapsed < 0.5
+    assert transport.flush(10)
+    stats = transport.stats()
+    assert (stats.spooled, stats.delivered, stats.dropped, stats.broker_available) == (1000, 0, 0, False)
+    assert "cannot reach Kafka" in stats.last_error
+    transport.close()
+    assert {event.event_id for event in spooled_events(transport.spool)} == {event.event_id for event in events}
+
+
+def test_a_full_queue_spills_to_the_spool_on_the_callers_thread(tmp_path: Path) -> None:
+    transport = unreachable(tmp_path, queue_max_events=10, linger_seconds=5)
+    transport._thread = object()  # keep the sender from draining: only the caller's path runs
+
+    for _ in range(25):
+        transport.emit(make_event())
+
+    stats = transport.stats()
+    assert (stats.queued, stats.queue_overflows, stats.spooled) == (10, 15, 15)
+    transport._thread = None
+    transport.close(timeout=3)
+    assert len(spooled_events(transport.spool)) == 25
+
+
+def test_a_full_spool_drops_loudly_and_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    one_event = len(make_event().model_dump_json()) + 1
+    transport = unreachable(tmp_path, spool={"max_bytes": one_event * 3 + 10})
+
+    with caplog.at_level(logging.ERROR, logger="producers.transport"):
+        for _ in range(10):
+            transport.emit(make_event())
+        transport.flush(10)
+
+    stats = transport.stats()
+    assert (stats.spooled, stats.dropped) == (3, 7)
+    assert "LOST 7 usage events" in caplog.text and "USAGE_TRACKING_SPOOL_MAX_BYTES" in caplog.text
+    transport.close()
+
+
+def test_close_settles_everything_queued_in_the_spool(tmp_path: Path) -> None:
+    transport = unreachable(tmp_path)
+    events = [make_event() for _ in range(50)]
+    for event in events:
+        transport.emit(event)
+
+    started = time.perf_counter()
+    transport.close(timeout=3)
+
+    assert time.perf_counter() - started < 4
+    assert len(spooled_events(transport.spool)) == 50
+    transport.emit(make_event())  # after close: straight to the spool, never lost
+    assert len(spooled_events(transport.spool)) == 51
+
+
+def test_the_null_transport_publishes_nothing_and_says_why() -> None:
+    transport = NullTransport(disabled_by_kill_switch=True)
+    transport.emit(make_event())
+
+    assert transport.flush() and transport.stats().publishing_disabled
