@@ -60,6 +60,11 @@ class PipelineSettings(BaseSettings):
         description="Events stamped further in the future than this are dead-lettered.",
     )
     log_level: str = Field("info", validation_alias=_env("USAGE_LOG_LEVEL"))
+    price_overrides_file: Path | None = Field(
+        None,
+        validation_alias=_env("USAGE_PRICE_OVERRIDES_FILE"),
+        description="TOML price file: negotiated/private prices and model aliases (README, Pricing). Unset: catalog only.",
+    )
 
     @field_validator("clickhouse_url")
     @classmethod
@@ -74,9 +79,16 @@ class PipelineSettings(BaseSettings):
             )
         return value
 
+    @field_validator("price_overrides_file", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _home_absolute(self) -> PipelineSettings:
         object.__setattr__(self, "home", self.home.expanduser().resolve())
+        if self.price_overrides_file is not None:
+            object.__setattr__(self, "price_overrides_file", self.price_overrides_file.expanduser().resolve())
         return self
 
     @property

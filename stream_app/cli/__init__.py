@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "stream_app.cli.report_cmd",
     "stream_app.cli.dlq_cmd",
     "stream_app.cli.ingest_cmd",
+    "stream_app.cli.prices_cmd",
+    "stream_app.cli.reprice_cmd",
 )
 
 

@@ -59,6 +59,10 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
     from stream_app.sink.clickhouse import parse_clickhouse_url
     from stream_app.worker.process import WorkerProcess
 
+    from stream_app.core.pricing import CatalogPricer, configure_default_pricer
+
+    # The check prices what was emitted exactly as the worker will, price file included.
+    configure_default_pricer(CatalogPricer.from_settings(settings))
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     with ExitStack() as cleanup:
         bootstrap = _broker(settings, cleanup)

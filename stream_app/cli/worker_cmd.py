@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from stream_app.settings import PipelineSettings
+
+if TYPE_CHECKING:
+    from stream_app.core.pricing import CatalogPricer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--validate-only",
         action="store_true",
-        help="check settings, reach the broker and ClickHouse, migrate the schema, then exit",
+        help="check settings and the price file, reach the broker and ClickHouse, migrate the schema, then exit",
     )
     parser.set_defaults(handler=run)
 
@@ -41,15 +45,21 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
     import faust
 
     from stream_app.broker.local import resolve_bootstrap
+    from stream_app.core.pricing import CatalogPricer, configure_default_pricer
     from stream_app.broker.topics import ensure_topics_sync
     from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
     from stream_app.sink.faults import parse_fault_plan
     from stream_app.worker.app import create_app
     from stream_app.worker.endpoint import publish_endpoint, withdraw_endpoint
+    from stream_app.worker.pricing_pages import install_pricing_pages
 
     _configure_logging(settings.log_level)
     settings.home.mkdir(parents=True, exist_ok=True)
     log = logging.getLogger("stream_app.worker")
+    # The price file is validated before anything else starts: a bad file stops the worker.
+    pricer = CatalogPricer.from_settings(settings)
+    configure_default_pricer(pricer)
+    log.info("prices: %s", describe_prices(pricer))
     bootstrap = resolve_bootstrap(settings)
     location = parse_clickhouse_url(settings.resolved_clickhouse_url)
     ensure_topics_sync(bootstrap, {settings.events_topic: settings.topic_partitions, settings.dlq_topic: settings.topic_partitions})
@@ -67,10 +77,11 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
         print("configuration OK", file=sys.stderr)
         return 0
     app = create_app(settings, bootstrap, sink)
+    install_pricing_pages(app, sink, settings, pricer.overrides.digest)
     url = f"http://{_client_host(settings.worker_web_host)}:{settings.worker_web_port}"
     if location.kind == "chdb" and location.path is not None:
         publish_endpoint(location.path, url)
-    log.info("worker HTTP endpoint: %s (/health /stats /metrics /report)", url)
+    log.info("worker HTTP endpoint: %s (/health /stats /metrics /report /prices/missing /prices/compare /reprice)", url)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
@@ -81,6 +92,19 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
             withdraw_endpoint(location.path)
         sink.close()
     return 0
+
+
+def describe_prices(pricer: CatalogPricer) -> str:
+    """One line for the log: the catalog release and the price file in use."""
+    from stream_app.core.pricing import CATALOG_SOURCE
+
+    overrides = pricer.overrides
+    if overrides.empty and not overrides.origin:
+        return f"{CATALOG_SOURCE} (bundled, offline); no price file (USAGE_PRICE_OVERRIDES_FILE unset)"
+    return (
+        f"{CATALOG_SOURCE} (bundled, offline); price file {overrides.origin}: "
+        f"{len(overrides.overrides)} overrides, {len(overrides.aliases)} aliases"
+    )
 
 
 def _client_host(bind_host: str) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from schemas import UsageTrackingEvent
 from stream_app.core.decode import DecodedEvent, Rejection
-from stream_app.core.pricing import PricedCost
+from stream_app.core.pricing import PriceStatus, PricedCost, stored_cost
 from stream_app.core.windows import window_start
 
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -45,6 +45,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "price_source",
     "catalog_provider",
     "catalog_model",
+    "price_detail",
     "provider_cost_usd",
     "provider_metadata",
     "context",
@@ -101,7 +102,7 @@ def build_chunk_rows(
         latest[key] = item  # the later copy wins, as it does in the table
     for item in latest.values():
         priced = price(item.event)
-        if priced.status != "priced":
+        if priced.status != PriceStatus.PRICED:
             rows.unpriced_events += 1
         start = window_start(item.event.timestamp, window_seconds)
         rows.event_rows.append(event_row(item, priced, start, ingested_at))
@@ -137,11 +138,12 @@ def event_row(item: DecodedEvent, priced: PricedCost, start: datetime, ingested_
         e.finish_reason or "",
         e.duration_ms,
         e.error,
-        priced.cost_usd,
+        stored_cost(priced.cost_usd),
         priced.status,
         priced.source,
         priced.catalog_provider,
         priced.catalog_model,
+        priced.detail,
         e.provider_cost,
         _compact_json(e.provider_metadata),
         _compact_json(e.context),

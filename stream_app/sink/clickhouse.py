@@ -13,14 +13,28 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from stream_app.core.repricing import RepriceSummary, UsagePricer, reprice_rows
 from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, ChunkRows
 from stream_app.errors import ConfigurationError, SinkError
 from stream_app.sink.faults import FaultPlan, FaultyClient
-from stream_app.sink.queries import ReportQuery, report_records, report_sql
+from stream_app.sink.queries import (
+    MISSING_PRICE_COLUMNS,
+    PROVIDER_COST_COLUMNS,
+    EventScope,
+    ReportQuery,
+    missing_prices_sql,
+    pricing_records,
+    provider_cost_sql,
+    report_records,
+    report_sql,
+    reprice_page_sql,
+    stale_windows_sql,
+)
 from stream_app.sink.schema import (
     MIGRATIONS_TABLE,
     bootstrap_statements,
@@ -264,6 +278,62 @@ class ClickHouseSink:
         """Run a read query and return its rows."""
         with self._lock:
             return list(self.client.query(sql).result_rows)
+
+    # --- pricing: models without a price, provider-reported cost, repricing -----------------
+
+    def missing_prices(self, scope: EventScope) -> list[dict[str, Any]]:
+        """Models seen without a full price (`usage-pipeline prices missing`)."""
+        rows = self.query_rows(missing_prices_sql(self.location.database, scope))
+        return pricing_records(MISSING_PRICE_COLUMNS, rows)
+
+    def provider_costs(self, scope: EventScope) -> list[dict[str, Any]]:
+        """Our cost beside the provider-reported one (`usage-pipeline prices compare`)."""
+        rows = self.query_rows(provider_cost_sql(self.location.database, scope))
+        return pricing_records(PROVIDER_COST_COLUMNS, rows)
+
+    def reprice(
+        self,
+        scope: EventScope,
+        pricer: UsagePricer,
+        *,
+        dry_run: bool,
+        page_size: int = 20_000,
+        now: datetime | None = None,
+    ) -> RepriceSummary:
+        """Price the stored events in `scope` again; rewrite the rows that change and their windows.
+
+        Idempotent: a row is re-inserted (with a newer `ingested_at`, so it replaces the
+        stored copy) only when its pricing would change, and afterwards every project
+        window of the scope whose totals differ from its events is recomputed. Not
+        retried: a failure raises, and running the same command again finishes the job.
+        """
+        summary = RepriceSummary(dry_run=dry_run)
+        ingested_at = now or datetime.now(timezone.utc)
+        database = self.location.database
+        key_at = (EVENT_COLUMNS.index("project_id"), EVENT_COLUMNS.index("event_id"))
+        after: tuple[str, str] | None = None
+        while True:
+            rows = self.query_rows(reprice_page_sql(database, scope, after, page_size))
+            changed, _ = reprice_rows(rows, pricer, ingested_at=ingested_at, summary=summary)
+            if changed and not dry_run:
+                with self._lock:
+                    self.client.insert("usage_events", changed, column_names=list(EVENT_COLUMNS), database=database)
+            if len(rows) < page_size:
+                break
+            after = (rows[-1][key_at[0]], rows[-1][key_at[1]])
+        if dry_run:
+            return summary
+        stale = [
+            (project_id, datetime.fromtimestamp(start, timezone.utc))
+            for project_id, start in self.query_rows(stale_windows_sql(database, scope, self.window_seconds))
+        ]
+        for i in range(0, len(stale), 500):
+            with self._lock:
+                self.client.command(window_recompute_sql(database, stale[i : i + 500], self.window_seconds))
+        summary.windows_recomputed = len(stale)
+        if summary.changed or stale:
+            log.info("repriced %d events, recomputed %d windows", summary.changed, len(stale))
+        return summary
 
 
 def _one_line(exc: BaseException) -> str:

@@ -117,6 +117,16 @@ ORDER BY (project_id, grouping, agent_name, session_id, window_start)""",
 ORDER BY (kafka_topic, kafka_partition, kafka_offset, batch_index)""",
             ),
         ),
+        Migration(
+            2,
+            "price detail on events",
+            (
+                # Why a row is partial or unpriced, or how its model name was matched
+                # (README, Pricing). A metadata-only change: existing rows read ''.
+                f"ALTER TABLE {db}.usage_events ADD COLUMN IF NOT EXISTS "
+                "price_detail LowCardinality(String) DEFAULT '' AFTER catalog_model",
+            ),
+        ),
     )
 
 

@@ -224,4 +224,7 @@ def test_every_cost_equals_the_catalogs_own_calculation():
         ).total_price
         priced = pricer.price(event)
 
-        assert (priced.status, priced.cost_usd) == ("priced", expected), (provider, model, when, inp, cache_read, cache_write, out)
+        # Cache writes on a model without a cache-write price are billed at the input price,
+        # as the catalog does, and the row says so with status "partial".
+        assert priced.status in ("priced", "partial")
+        assert priced.cost_usd == expected, (provider, model, when, inp, cache_read, cache_write, out)

@@ -50,7 +50,7 @@ def test_event_row_has_one_value_per_column():
     rows = build([decoded(make_event(timestamp=T0), 1)])
 
     (row,) = rows.event_rows
-    assert len(row) == len(EVENT_COLUMNS) == 34
+    assert len(row) == len(EVENT_COLUMNS) == 35
 
 
 def test_event_row_values():
@@ -106,6 +106,7 @@ def test_event_row_values():
         "price_source": "test-catalog",
         "catalog_provider": "openai",
         "catalog_model": "gpt-4o",
+        "price_detail": "",
         "provider_cost_usd": Decimal("0.0123"),
         "provider_metadata": '{"a":"ü","z":1}',
         "context": '{"region":"eu"}',

@@ -15,6 +15,10 @@ from stream_app.errors import ConfigurationError, SinkError
 from stream_app.sink import clickhouse
 from stream_app.sink.clickhouse import ClickHouseLocation, ClickHouseSink, parse_clickhouse_url
 from stream_app.sink.queries import ReportQuery
+from stream_app.sink.schema import migrations
+
+# Every migration version: a store that is up to date.
+MIGRATED = [m.version for m in migrations("usage")]
 from tests.factories import make_event
 
 # --- CLICKHOUSE_URL ----------------------------------------------------------------------
@@ -152,12 +156,28 @@ def test_open_on_a_fresh_store_creates_everything_and_records_the_migration(fake
         "CREATE TABLE IF NOT EXISTS `usage`.usage_events",
         "CREATE TABLE IF NOT EXISTS `usage`.usage_windows",
         "CREATE TABLE IF NOT EXISTS `usage`.usage_rejections",
+        "ALTER TABLE `usage`.usage_events ADD COLUMN IF NOT EXISTS price_detail LowCardinality(String) DEFAULT '' AFTER catalog_model",
     ]
-    assert fake.inserted == [("usage.schema_migrations", [[1, "events, windows and rejections"]], ["version", "description"])]
+    assert fake.inserted == [
+        ("usage.schema_migrations", [[1, "events, windows and rejections"]], ["version", "description"]),
+        ("usage.schema_migrations", [[2, "price detail on events"]], ["version", "description"]),
+    ]
+
+
+def test_a_store_at_migration_1_gets_only_the_later_migrations(fake):
+    fake.applied = [1]
+    sink, _ = make_sink()
+
+    sink.open()
+
+    commands = [sql for kind, sql in fake.log if kind == "command"]
+    assert not any(sql.startswith("CREATE TABLE IF NOT EXISTS `usage`.usage_events") for sql in commands)
+    assert commands[-1].startswith("ALTER TABLE `usage`.usage_events ADD COLUMN IF NOT EXISTS price_detail")
+    assert fake.inserted == [("usage.schema_migrations", [[2, "price detail on events"]], ["version", "description"])]
 
 
 def test_open_on_a_migrated_store_applies_nothing(fake):
-    fake.applied = [1]
+    fake.applied = MIGRATED
     sink, _ = make_sink()
 
     sink.open()
@@ -168,7 +188,7 @@ def test_open_on_a_migrated_store_applies_nothing(fake):
 
 
 def test_write_order_is_events_then_windows_then_rejections(fake):
-    fake.applied = [1]
+    fake.applied = MIGRATED
     sink, slept = make_sink()
     sink.open()
     fake.log.clear()
@@ -190,7 +210,7 @@ def test_write_order_is_events_then_windows_then_rejections(fake):
 
 
 def test_chunk_of_only_rejections_recomputes_no_window(fake):
-    fake.applied = [1]
+    fake.applied = MIGRATED
     sink, _ = make_sink()
     sink.open()
     fake.log.clear()
@@ -201,7 +221,7 @@ def test_chunk_of_only_rejections_recomputes_no_window(fake):
 
 
 def test_empty_chunk_writes_nothing(fake):
-    fake.applied = [1]
+    fake.applied = MIGRATED
     sink, _ = make_sink()
     sink.open()
     fake.log.clear()
@@ -211,7 +231,7 @@ def test_empty_chunk_writes_nothing(fake):
 
 
 def test_failed_writes_are_retried_with_doubling_backoff_until_they_succeed(fake):
-    fake.applied = [1]
+    fake.applied = MIGRATED
     sink, slept = make_sink(retry_initial_seconds=0.2, retry_max_seconds=10)
     sink.open()
     fake.fail_writes = 4
@@ -226,7 +246,7 @@ def test_failed_writes_are_retried_with_doubling_backoff_until_they_succeed(fake
 
 
 def test_backoff_is_capped(fake):
-    fake.applied = [1]
+    fake.applied = MIGRATED
     sink, slept = make_sink(retry_initial_seconds=1, retry_max_seconds=3)
     sink.open()
     fake.fail_writes = 5
@@ -236,7 +256,7 @@ def test_backoff_is_capped(fake):
 
 
 def test_retrying_is_visible_while_it_lasts(fake):
-    fake.applied = [1]
+    fake.applied = MIGRATED
     seen: list[float | None] = []
     sink, _ = make_sink(sleep=lambda seconds: seen.append(sink.stats.retrying_since))
     sink.open()
@@ -250,7 +270,7 @@ def test_retrying_is_visible_while_it_lasts(fake):
 
 
 def test_report_maps_rows_to_records(fake):
-    fake.applied = [1]
+    fake.applied = MIGRATED
     fake.report_rows = [("proj-acme", 2, 10, 20, 0, 0, 0, Decimal("0.000000075000000000"), 0)]
     sink, _ = make_sink()
     sink.open()
@@ -277,7 +297,7 @@ def test_closed_sink_refuses_to_work(fake):
 
 
 def test_context_manager_closes(fake):
-    fake.applied = [1]
+    fake.applied = MIGRATED
     sink, _ = make_sink()
 
     with sink as opened:

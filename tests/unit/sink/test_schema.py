@@ -140,8 +140,31 @@ def _ddl_columns(ddl: str) -> list[str]:
     return [line.strip().split()[0] for line in body.strip().splitlines()]
 
 
+def _columns_after_migrations(table: str) -> list[str]:
+    """The table's columns once every migration ran: CREATE's, then each ADD COLUMN ... AFTER."""
+    columns = _ddl_columns(_table_ddl(table))
+    for migration in migrations("usage"):
+        for statement in migration.statements:
+            match = re.match(
+                rf"ALTER TABLE `usage`\.{table} ADD COLUMN IF NOT EXISTS (\w+) .* AFTER (\w+)$", statement
+            )
+            if match:
+                columns.insert(columns.index(match.group(2)) + 1, match.group(1))
+    return columns
+
+
 def test_usage_events_columns_are_the_row_columns_in_order():
-    assert _ddl_columns(_table_ddl("usage_events")) == list(EVENT_COLUMNS)
+    assert _columns_after_migrations("usage_events") == list(EVENT_COLUMNS)
+
+
+def test_migration_2_adds_the_price_detail_without_touching_migration_1():
+    (migration,) = [m for m in migrations("usage") if m.version == 2]
+
+    assert migration.statements == (
+        "ALTER TABLE `usage`.usage_events ADD COLUMN IF NOT EXISTS "
+        "price_detail LowCardinality(String) DEFAULT '' AFTER catalog_model",
+    )
+    assert "price_detail" not in _table_ddl("usage_events")
 
 
 def test_usage_rejections_columns_are_the_rejection_row_columns_in_order():
@@ -177,7 +200,9 @@ def test_money_is_decimal_never_float():
 def test_every_migration_statement_is_idempotent():
     for migration in migrations("usage"):
         for statement in migration.statements:
-            assert statement.startswith("CREATE TABLE IF NOT EXISTS `usage`."), statement[:60]
+            assert statement.startswith(
+                ("CREATE TABLE IF NOT EXISTS `usage`.", "ALTER TABLE `usage`.usage_events ADD COLUMN IF NOT EXISTS ")
+            ), statement[:60]
 
 
 def test_migration_versions_are_unique_and_ascending():
