@@ -44,7 +44,7 @@ class PipelineSettings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, le=1024, validation_alias=_env("USAGE_TOPIC_PARTITIONS"))
     consumer_group: str = Field("usage-pipeline", min_length=1, validation_alias=_env("USAGE_CONSUMER_GROUP"))
     window_seconds: int = Field(60, ge=1, le=86_400, validation_alias=_env("USAGE_WINDOW_SECONDS"))
-    chunk_max_messages: int = Field(500, ge=1, le=100_000, validation_alias=_env("USAGE_CHUNK_MAX_MESSAGES"))
+    chunk_max_messages: int = Field(50, ge=1, le=100_000, validation_alias=_env("USAGE_CHUNK_MAX_MESSAGES"))
     chunk_within_seconds: float = Field(0.5, gt=0, le=60, validation_alias=_env("USAGE_CHUNK_WITHIN_SECONDS"))
     worker_web_port: int = Field(6066, ge=0, le=65_535, validation_alias=_env("USAGE_WORKER_WEB_PORT"))
     worker_web_host: str = Field("127.0.0.1", validation_alias=_env("USAGE_WORKER_WEB_HOST"))
