@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import urllib.error
+import uuid
 import time
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -210,3 +211,41 @@ def test_late_events_are_billed_and_correct_their_closed_windows(pipeline: Pipel
     assert got == expected
     for project, in costs:
         assert sum(c for p, _, _, _, c in window_rows if p == project) == costs[(project,)]["cost_usd"]
+
+
+@pytest.fixture(scope="module")
+def clickhouse_server_url() -> str:
+    """A real ClickHouse server in a container, where a Docker engine exists (else skipped:
+    the embedded-store variant above covers the same behaviour on machines without Docker)."""
+    from tests.integration.conftest import _docker_available
+
+    if not _docker_available():
+        pytest.skip("no Docker engine: the shared-server variant needs testcontainers' ClickHouse")
+    from testcontainers.community.clickhouse import ClickHouseContainer
+
+    with ClickHouseContainer("clickhouse/clickhouse-server:25.8", username="usage", password="usage", dbname="usage") as server:
+        host = server.get_container_host_ip()
+        yield f"http://usage:usage@{host}:{server.get_exposed_port(8123)}/"
+
+
+def test_workers_joining_and_leaving_share_one_clickhouse_server(clickhouse_server_url: str, kafka_bootstrap: str, tmp_path) -> None:
+    pipeline = Pipeline.fresh(kafka_bootstrap, tmp_path)
+    pipeline.store_url = clickhouse_server_url + f"it_{uuid.uuid4().hex[:10]}"
+    events = varied_events(15_000, seed=27)
+    load = BackgroundLoad(pipeline.bootstrap, pipeline.events_topic, events, batch=250, pause=0.03).start()
+    with ExitStack() as running:
+        first = pipeline.worker(USAGE_WORKER_WEB_HOST="127.0.0.1").start()
+        running.callback(first.stop)
+        time.sleep(2)
+        second = pipeline.worker().start()
+        running.callback(second.stop)
+        time.sleep(2)
+        third = pipeline.worker().start()
+        running.callback(third.kill)
+        time.sleep(2)
+        second.stop()
+        time.sleep(2)
+        third.kill()
+        load.join()
+        wait_until_billed(pipeline, first, len(events))
+    assert_exact(pipeline, events)
