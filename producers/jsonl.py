@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from schemas import UsageTrackingEvent
+from schemas.validation_errors import error_field_path, error_message
 
 # A line with dozens of problems is usually not an event at all; the first few say so.
 _MAX_ERRORS_IN_REASON = 10
@@ -75,19 +76,6 @@ def _strip_line(line: str | bytes, *, first: bool) -> str | bytes:
 
 
 def _describe_error(error: dict) -> str:
-    message = error["msg"]
-    # pydantic prefixes messages raised by our own validators; the rule text says enough.
-    if error["type"] == "value_error":
-        message = message.removeprefix("Value error, ")
-    path = _format_loc(error["loc"])
+    path = error_field_path(error["loc"])
+    message = error_message(error)
     return f"{path}: {message}" if path else message
-
-
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path

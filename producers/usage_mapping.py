@@ -74,15 +74,7 @@ def usage_from_openai_chat(native: Any) -> MappedUsage:
         (("completion_tokens_details", "rejected_prediction_tokens"), "rejected_prediction_tokens"),
     ):
         _keep_count(details, target, path_of(native, *source))
-    usage = build_usage(
-        input_tokens=_count(field_of(native, "prompt_tokens")),
-        output_tokens=_count(field_of(native, "completion_tokens")),
-        cache_read_tokens=_count(path_of(native, "prompt_tokens_details", "cached_tokens")),
-        cache_write_tokens=_count(path_of(native, "prompt_tokens_details", "cache_write_tokens")),
-        reasoning_tokens=_count(path_of(native, "completion_tokens_details", "reasoning_tokens")),
-        details=details,
-    )
-    return MappedUsage(usage, _decimal_or_none(field_of(native, "cost")), details)
+    return _openai_counted(native, "prompt_tokens", "completion_tokens", details)
 
 
 def usage_from_openai_responses(native: Any) -> MappedUsage:
@@ -95,12 +87,20 @@ def usage_from_openai_responses(native: Any) -> MappedUsage:
     write_ttls = path_of(native, "input_tokens_details", "cache_write_tokens_details")
     for ttl in ("ttl_30m_tokens", "ttl_12h_tokens"):
         _keep_count(details, f"cache_write_{ttl}", field_of(write_ttls, ttl))
+    return _openai_counted(native, "input_tokens", "output_tokens", details)
+
+
+def _openai_counted(native: Any, input_field: str, output_field: str, details: dict[str, Any]) -> MappedUsage:
+    # Both OpenAI APIs count the same way, under their own names: the input total includes
+    # `<input>_details.cached_tokens` and `.cache_write_tokens`, the output total includes
+    # `<output>_details.reasoning_tokens`; gateways add the provider's own `cost`.
+    input_details, output_details = f"{input_field}_details", f"{output_field}_details"
     usage = build_usage(
-        input_tokens=_count(field_of(native, "input_tokens")),
-        output_tokens=_count(field_of(native, "output_tokens")),
-        cache_read_tokens=_count(path_of(native, "input_tokens_details", "cached_tokens")),
-        cache_write_tokens=_count(path_of(native, "input_tokens_details", "cache_write_tokens")),
-        reasoning_tokens=_count(path_of(native, "output_tokens_details", "reasoning_tokens")),
+        input_tokens=_count(field_of(native, input_field)),
+        output_tokens=_count(field_of(native, output_field)),
+        cache_read_tokens=_count(path_of(native, input_details, "cached_tokens")),
+        cache_write_tokens=_count(path_of(native, input_details, "cache_write_tokens")),
+        reasoning_tokens=_count(path_of(native, output_details, "reasoning_tokens")),
         details=details,
     )
     return MappedUsage(usage, _decimal_or_none(field_of(native, "cost")), details)

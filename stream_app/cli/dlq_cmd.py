@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import heapq
 import json
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
+from stream_app.cli.line_input import open_lines
 from stream_app.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -273,7 +273,7 @@ def run_replay(args: argparse.Namespace, settings: PipelineSettings) -> int:
     if args.file:
         from stream_app.core.dead_letter import plan_file_replay
 
-        with _open_lines(args.file) as lines:
+        with open_lines(args.file) as lines:
             plan = plan_file_replay(lines, now=now, max_future_skew=skew, source_name=args.file)
     else:
         plan = asyncio.run(_plan_from_topic(bootstrap, settings.dlq_topic, now, skew, args.reason))  # type: ignore[arg-type]
@@ -323,20 +323,6 @@ def _replay_summary(plan: ReplayPlan, topic: str, *, from_file: bool, dry_run: b
     if plan.repeats:
         text += f"; {plan.repeats} repeated dead letters of the same inputs ignored"
     return text + ("; published nothing (dry run)" if dry_run else "")
-
-
-@contextlib.contextmanager
-def _open_lines(path: str) -> Iterator[Iterable[bytes]]:
-    # Bytes, not text: a line that is not UTF-8 becomes one rejection instead of a crash.
-    if path == "-":
-        yield sys.stdin.buffer
-        return
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        raise PipelineError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with handle:
-        yield handle
 
 
 # --- reading the dead-letter topic ----------------------------------------------------------

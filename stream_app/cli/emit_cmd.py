@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
+from stream_app.cli.line_input import open_lines
 from stream_app.errors import PipelineError
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
     Failures to read the file or to publish raise `PipelineError` (exit status 2).
     """
     topic = settings.events_topic
-    with _open_lines(args.file) as lines:
+    with open_lines(args.file) as lines:
         if args.dry_run:
             tally = _validate_only(lines)
         else:
@@ -84,20 +84,6 @@ def _bootstrap(settings: PipelineSettings) -> str:
     from stream_app.broker.local import resolve_bootstrap
 
     return resolve_bootstrap(settings)
-
-
-@contextlib.contextmanager
-def _open_lines(path: str) -> Iterator[IO[bytes]]:
-    # Bytes, not text: a line that is not UTF-8 becomes one rejection instead of a crash.
-    if path == "-":
-        yield sys.stdin.buffer
-        return
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        raise PipelineError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with handle:
-        yield handle
 
 
 def _validate_only(lines: Iterable[bytes]) -> _Tally:

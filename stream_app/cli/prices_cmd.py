@@ -17,37 +17,18 @@ import csv
 import io
 import json
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from stream_app.cli.stored_events import call_worker, from_worker_or_store, scope_params
 from stream_app.errors import PipelineError
 from stream_app.settings import PipelineSettings
+from stream_app.sink.queries import MISSING_PRICE_COLUMNS
 
 if TYPE_CHECKING:
-    from stream_app.sink.clickhouse import ClickHouseSink
     from stream_app.sink.queries import EventScope
 
-T = TypeVar("T")
-
-MISSING_TABLE_COLUMNS = (
-    "provider",
-    "model",
-    "price_status",
-    "events",
-    "projects",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "provider_cost_usd",
-    "last_seen",
-    "detail",
-)
+# The table leaves out first_seen to stay readable; json and csv keep every column.
+MISSING_TABLE_COLUMNS = tuple(column for column in MISSING_PRICE_COLUMNS if column != "first_seen")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -129,17 +110,6 @@ def read_scope(args: argparse.Namespace) -> EventScope:
         raise PipelineError(str(exc)) from None
 
 
-def scope_params(scope: EventScope) -> dict[str, str]:
-    params = {}
-    if scope.project:
-        params["project"] = scope.project
-    if scope.since:
-        params["since"] = scope.since.isoformat()
-    if scope.until:
-        params["until"] = scope.until.isoformat()
-    return params
-
-
 def run_missing(args: argparse.Namespace, settings: PipelineSettings) -> int:
     scope = read_scope(args)
     records = from_worker_or_store(
@@ -147,8 +117,6 @@ def run_missing(args: argparse.Namespace, settings: PipelineSettings) -> int:
         lambda url: call_worker(url, "/prices/missing", params=scope_params(scope)),
         lambda sink: sink.missing_prices(scope),
     )
-    from stream_app.sink.queries import MISSING_PRICE_COLUMNS
-
     columns = MISSING_TABLE_COLUMNS if args.format == "table" else MISSING_PRICE_COLUMNS
     sys.stdout.write(render(records, columns, args.format, empty="(every event in the range is priced)"))
     return 1 if args.fail and records else 0
@@ -245,54 +213,6 @@ def run_quote(args: argparse.Namespace, settings: PipelineSettings) -> int:
         width = max(len(k) for k in record)
         sys.stdout.write("".join(f"{k.ljust(width)}  {v if v != '' else '-'}\n" for k, v in record.items()))
     return 0
-
-
-# --- reaching the stored events: the worker that holds the embedded store, or ClickHouse ---
-
-
-def from_worker_or_store(
-    settings: PipelineSettings, ask_worker: Callable[[str], T], use_store: Callable[[ClickHouseSink], T]
-) -> T:
-    """Ask the worker holding the embedded store, or open ClickHouse directly (as `report` does)."""
-    from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
-    from stream_app.worker.endpoint import find_live_endpoint
-
-    location = parse_clickhouse_url(settings.resolved_clickhouse_url)
-    if location.kind == "chdb" and location.path is not None:
-        endpoint = find_live_endpoint(location.path)
-        if endpoint is not None:
-            return ask_worker(endpoint.url)
-        if not location.path.exists():
-            raise PipelineError(f"no data yet: the embedded store {location.path} does not exist (run a worker or the demo)")
-    with ClickHouseSink(location, window_seconds=settings.window_seconds) as sink:
-        try:
-            return use_store(sink)
-        except PipelineError:
-            raise
-        except Exception as exc:
-            raise PipelineError(f"ClickHouse at {location.display} failed: {exc}") from exc
-
-
-def call_worker(
-    base_url: str, path: str, *, params: dict[str, str] | None = None, body: dict[str, Any] | None = None, timeout: float = 60.0
-) -> Any:
-    """GET (or POST a JSON body to) a worker page; its JSON answer, or a PipelineError saying why not."""
-    url = f"{base_url}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            reason = json.loads(exc.read()).get("error", exc.reason)
-        except ValueError:
-            reason = exc.reason
-        if exc.code == 404:
-            reason = "this worker has no such page (started from an older version? restart it)"
-        raise PipelineError(f"the worker holding the embedded store refused {path}: {reason}") from None
-    except OSError as exc:
-        raise PipelineError(f"the worker holding the embedded store did not answer at {url}: {exc}") from exc
 
 
 def render(records: list[dict[str, Any]], columns: tuple[str, ...], fmt: str, *, empty: str = "(none)") -> str:

@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from stream_app.cli.stored_events import live_worker_url, scope_params
 from stream_app.errors import PipelineError
 from stream_app.settings import PipelineSettings
 from stream_app.sink.queries import GROUP_KEYS, TOTAL_COLUMNS, ReportQuery
@@ -53,28 +54,18 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
 def fetch_report(settings: PipelineSettings, query: ReportQuery) -> list[dict[str, Any]]:
     """Ask the worker that holds the embedded store, or open ClickHouse directly."""
     from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
-    from stream_app.worker.endpoint import find_live_endpoint
 
     location = parse_clickhouse_url(settings.resolved_clickhouse_url)
-    if location.kind == "chdb" and location.path is not None:
-        endpoint = find_live_endpoint(location.path)
-        if endpoint is not None:
-            return report_from_worker(endpoint.url, query)
-        if not location.path.exists():
-            raise PipelineError(f"no data yet: the embedded store {location.path} does not exist (run a worker or the demo)")
+    worker_url = live_worker_url(location)
+    if worker_url is not None:
+        return report_from_worker(worker_url, query)
     with ClickHouseSink(location, window_seconds=settings.window_seconds) as sink:
         return sink.report(query)
 
 
 def report_from_worker(base_url: str, query: ReportQuery, timeout: float = 30.0) -> list[dict[str, Any]]:
     """The same report, computed by a running worker."""
-    params = {"group_by": query.group_by}
-    if query.project:
-        params["project"] = query.project
-    if query.since:
-        params["since"] = query.since.isoformat()
-    if query.until:
-        params["until"] = query.until.isoformat()
+    params = {"group_by": query.group_by, **scope_params(query)}
     url = f"{base_url}/report?{urllib.parse.urlencode(params)}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:

@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
-    from stream_app.cli.prices_cmd import call_worker, from_worker_or_store, read_scope, scope_params
+    from stream_app.cli.prices_cmd import read_scope
+    from stream_app.cli.stored_events import call_worker, from_worker_or_store, scope_params
 
     scope = read_scope(args)
     body: dict[str, Any] = {**scope_params(scope), "dry_run": bool(args.dry_run)}

@@ -16,12 +16,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from stream_app.core.pricing import PricedCost, PriceStatus, TokenCounts, stored_cost
-from stream_app.core.rows import EVENT_COLUMNS
+from stream_app.core.pricing import PricedCost, PriceStatus, TokenCounts
+from stream_app.core.rows import EVENT_COLUMNS, PRICING_COLUMNS, pricing_values
 
 ZERO = Decimal(0)
 _AT = {name: i for i, name in enumerate(EVENT_COLUMNS)}
-PRICING_COLUMNS = ("cost_usd", "price_status", "price_source", "catalog_provider", "catalog_model", "price_detail")
 _DATETIME_COLUMNS = ("timestamp", "window_start", "ingested_at")
 ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -97,14 +96,7 @@ def reprice_rows(
         priced = pricer.price_usage(
             row[_AT["provider"]], row[_AT["model"]], project_id, timestamp, counts, row[_AT["provider_cost_usd"]]
         )
-        after = (
-            stored_cost(priced.cost_usd),
-            priced.status,
-            priced.source,
-            priced.catalog_provider,
-            priced.catalog_model,
-            priced.detail,
-        )
+        after = pricing_values(priced)
         before = tuple(row[_AT[name]] for name in PRICING_COLUMNS)
         totals = summary.project(project_id)
         totals.events += 1

@@ -55,6 +55,11 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "ingested_at",
 )
 
+# The columns of a `usage_events` row that pricing decides (and `reprice` may rewrite).
+PRICING_COLUMNS: tuple[str, ...] = (
+    "cost_usd", "price_status", "price_source", "catalog_provider", "catalog_model", "price_detail"
+)
+
 REJECTION_COLUMNS: tuple[str, ...] = (
     "kafka_topic",
     "kafka_partition",
@@ -138,12 +143,7 @@ def event_row(item: DecodedEvent, priced: PricedCost, start: datetime, ingested_
         e.finish_reason or "",
         e.duration_ms,
         e.error,
-        stored_cost(priced.cost_usd),
-        priced.status,
-        priced.source,
-        priced.catalog_provider,
-        priced.catalog_model,
-        priced.detail,
+        *pricing_values(priced),
         e.provider_cost,
         _compact_json(e.provider_metadata),
         _compact_json(e.context),
@@ -151,6 +151,18 @@ def event_row(item: DecodedEvent, priced: PricedCost, start: datetime, ingested_
         item.origin.partition,
         item.origin.offset,
         ingested_at,
+    )
+
+
+def pricing_values(priced: PricedCost) -> tuple:
+    """The `PRICING_COLUMNS` of a row priced as `priced`, in that order."""
+    return (
+        stored_cost(priced.cost_usd),
+        priced.status,
+        priced.source,
+        priced.catalog_provider,
+        priced.catalog_model,
+        priced.detail,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas import UsageTrackingEvent
+from schemas.validation_errors import error_field_path, error_message
 
 MAX_EVENTS_PER_REQUEST = 1000
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -107,7 +108,10 @@ def _problems_of(
     try:
         event = UsageTrackingEvent.model_validate(item)
     except ValidationError as exc:
-        return [_problem(index, error) for error in exc.errors(include_url=False, include_input=False)]
+        return [
+            FieldProblem(index, error_field_path(error["loc"]), error_message(error))
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
     if event.timestamp - now > max_future_skew:
         return [
             FieldProblem(
@@ -119,23 +123,6 @@ def _problems_of(
         ]
     events.append(event)
     return []
-
-
-def _problem(index: int | None, error: Any) -> FieldProblem:
-    message = error["msg"]
-    if error["type"] == "value_error":
-        message = message.removeprefix("Value error, ")
-    return FieldProblem(index, _field_path(error["loc"]), message)
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path
 
 
 def _refuse_constant(name: str) -> Any:
