@@ -170,3 +170,15 @@ def varied_events(
             )
         )
     return events
+
+
+def token_split(event: UsageTrackingEvent) -> tuple[int, int, int, int, int]:
+    """(input, output, cache_read, cache_write, reasoning) of an event, for one-line assertions."""
+    usage = event.usage
+    return (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+    )

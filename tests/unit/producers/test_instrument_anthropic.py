@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from producers import instrument_anthropic, track_llm_call
-from schemas import UsageTrackingEvent
+from tests.factories import token_split as split
 from tests.unit.producers.provider_fakes import (
     FakeProviderServer,
     Reply,
@@ -23,16 +23,6 @@ anthropic = pytest.importorskip("anthropic")
 MODEL = "claude-haiku-4-5"
 MESSAGES = [{"role": "user", "content": "Summarise the attached contract."}]
 
-
-def split(event: UsageTrackingEvent) -> tuple[int, int, int, int, int]:
-    usage = event.usage
-    return (
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-        usage.reasoning_tokens,
-    )
 
 
 def client(server: FakeProviderServer) -> anthropic.Anthropic:

@@ -9,7 +9,7 @@ import pytest
 
 from producers import instrument_openai, track_llm_call, usage_context
 from producers.instrument import uninstrument
-from schemas import UsageTrackingEvent
+from tests.factories import token_split as split
 from tests.unit.producers.provider_fakes import (
     FakeProviderServer,
     Reply,
@@ -26,16 +26,6 @@ openai = pytest.importorskip("openai")
 
 MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
 
-
-def split(event: UsageTrackingEvent) -> tuple[int, int, int, int, int]:
-    usage = event.usage
-    return (
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-        usage.reasoning_tokens,
-    )
 
 
 def client(server: FakeProviderServer, **options) -> openai.OpenAI:
