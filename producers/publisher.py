@@ -25,6 +25,8 @@ from schemas import UsageTrackingEvent
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
+    from producers.kafka_security import KafkaSecurity
+
 DEFAULT_TOPIC = "llm.usage.events"
 # Room for the key, record and batch headers around the largest payload we build.
 _REQUEST_OVERHEAD_BYTES = 64 * 1024
@@ -59,6 +61,7 @@ class KafkaPublisher:
         client_id: str = "usage-pipeline-producer",
         compression_type: str | None = None,
         request_timeout_ms: int = 40_000,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if not 1 <= max_events_per_message <= MAX_EVENTS_PER_MESSAGE:
             raise ValueError(
@@ -76,6 +79,8 @@ class KafkaPublisher:
         # How long a send may wait for the broker before its future fails (aiokafka's
         # default is 40 s); the background transport lowers it to notice an outage sooner.
         self._request_timeout_ms = request_timeout_ms
+        # None: PLAINTEXT. Settings from the environment: `read_kafka_security()`.
+        self._security = security
         self._producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> KafkaPublisher:
@@ -138,6 +143,8 @@ class KafkaPublisher:
             raise PublishError(self.topic, 1, 1, _describe(exc)) from exc
 
     def _build_producer(self, aiokafka: ModuleType) -> AIOKafkaProducer:
+        from producers.kafka_security import kafka_client_kwargs
+
         try:
             return aiokafka.AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap_servers,
@@ -149,6 +156,7 @@ class KafkaPublisher:
                 max_request_size=max(_MIN_MAX_REQUEST_SIZE, self._max_bytes + _REQUEST_OVERHEAD_BYTES),
                 compression_type=self._compression_type,
                 request_timeout_ms=self._request_timeout_ms,
+                **kafka_client_kwargs(self._security),
             )
         except RuntimeError as exc:
             # aiokafka's way of saying the codec library is missing.

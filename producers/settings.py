@@ -12,6 +12,7 @@ Arguments to `configure_usage_tracking` override them. Nothing is read at import
 | `USAGE_TRACKING_SPOOL_DIR` | `~/.cache/usage-pipeline/spool/<topic>-<hash>` | spool for outages |
 | `USAGE_TRACKING_SPOOL_MAX_BYTES` | 268435456 (256 MiB) | the spool's bound |
 | `USAGE_TRACKING_QUEUE_MAX_EVENTS` | 50000 | in-memory queue bound before spilling to the spool |
+| `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_*`, `KAFKA_SSL_*` | PLAINTEXT | TLS and SASL (producers/kafka_security.py) |
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from producers.errors import TrackingConfigError
+from producers.kafka_security import KafkaSecurity, KafkaSecurityError, read_kafka_security
 from producers.spool import DEFAULT_MAX_BYTES
 from producers.transport import DEFAULT_QUEUE_MAX_EVENTS
 
@@ -45,6 +47,7 @@ class TrackingSettings:
     spool_dir: Path | None = None
     spool_max_bytes: int = DEFAULT_MAX_BYTES
     queue_max_events: int = DEFAULT_QUEUE_MAX_EVENTS
+    kafka_security: KafkaSecurity | None = None
 
 
 def read_tracking_settings(environ: Mapping[str, str] | None = None) -> TrackingSettings:
@@ -53,6 +56,10 @@ def read_tracking_settings(environ: Mapping[str, str] | None = None) -> Tracking
     Raises `TrackingConfigError` naming the variable when a value cannot be used.
     """
     env = os.environ if environ is None else environ
+    try:
+        security = read_kafka_security(env)
+    except KafkaSecurityError as exc:
+        raise TrackingConfigError(str(exc)) from None
     return TrackingSettings(
         disabled=_flag(env, KILL_SWITCH),
         bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
@@ -62,6 +69,7 @@ def read_tracking_settings(environ: Mapping[str, str] | None = None) -> Tracking
         spool_dir=Path(env["USAGE_TRACKING_SPOOL_DIR"]) if env.get("USAGE_TRACKING_SPOOL_DIR") else None,
         spool_max_bytes=_positive_int(env, "USAGE_TRACKING_SPOOL_MAX_BYTES", DEFAULT_MAX_BYTES),
         queue_max_events=_positive_int(env, "USAGE_TRACKING_QUEUE_MAX_EVENTS", DEFAULT_QUEUE_MAX_EVENTS),
+        kafka_security=security,
     )
 
 

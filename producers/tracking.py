@@ -329,7 +329,11 @@ def _kafka_transport(
         max_bytes=spool_max_bytes or settings.spool_max_bytes,
     )
     return KafkaTransport(
-        bootstrap, chosen_topic, spool, queue_max_events=queue_max_events or settings.queue_max_events
+        bootstrap,
+        chosen_topic,
+        spool,
+        queue_max_events=queue_max_events or settings.queue_max_events,
+        security=settings.kafka_security,
     )
 
 

@@ -39,6 +39,7 @@ from producers.spool import ClaimedSegment, EventSpool
 from schemas import UsageTrackingEvent
 
 if TYPE_CHECKING:
+    from producers.kafka_security import KafkaSecurity
     from producers.publisher import KafkaPublisher
 
 log = logging.getLogger("producers.transport")
@@ -155,6 +156,7 @@ class KafkaTransport:
         reconnect_initial_seconds: float = RECONNECT_INITIAL_SECONDS,
         reconnect_max_seconds: float = RECONNECT_MAX_SECONDS,
         client_id: str = "usage-tracking",
+        security: KafkaSecurity | None = None,
     ) -> None:
         if queue_max_events < 1:
             raise ValueError(f"queue_max_events must be positive, got {queue_max_events}")
@@ -169,6 +171,7 @@ class KafkaTransport:
         self._reconnect_initial = reconnect_initial_seconds
         self._reconnect_max = reconnect_max_seconds
         self._client_id = client_id
+        self._security = security
         self._reset_runtime_state()
         _LIVE_TRANSPORTS.add(self)
         if spool.has_pending():
@@ -503,6 +506,7 @@ class KafkaTransport:
             self.topic,
             client_id=self._client_id,
             request_timeout_ms=self._request_timeout_ms,
+            security=self._security,
         )
         timeout = self._stall_seconds * 2
         if self._closing:

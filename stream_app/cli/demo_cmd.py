@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     with ExitStack() as cleanup:
         bootstrap = _broker(settings, cleanup)
-        store_url = settings.clickhouse_url or _fresh_demo_store(settings)
+        store_url = settings.resolved_clickhouse_url if settings.clickhouse_url else _fresh_demo_store(settings)
         events_topic = f"{settings.events_topic}.demo-{run_id}"
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -85,7 +85,9 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         worker.start()
         say(f"[demo] worker ready at {worker.url}; topic {events_topic}")
 
-        emitted = asyncio.run(_emit_traffic(bootstrap, events_topic, args.events, args.resend, args.seed))
+        emitted = asyncio.run(
+            _emit_traffic(bootstrap, events_topic, args.events, args.resend, args.seed, settings.kafka_security)
+        )
         say(
             f"[demo] emitted {len(emitted.events):,} events + {emitted.resent:,} re-sends in "
             f"{emitted.messages:,} Kafka messages, and {emitted.malformed_messages} malformed messages"
@@ -134,14 +136,14 @@ def _fresh_demo_store(settings: PipelineSettings) -> str:
     return f"chdb://{path}"
 
 
-async def _emit_traffic(bootstrap: str, topic: str, count: int, resend: int, seed: int) -> Emitted:
+async def _emit_traffic(bootstrap: str, topic: str, count: int, resend: int, seed: int, security: Any = None) -> Emitted:
     from producers import KafkaPublisher
     from stream_app.demo.traffic import SERVICES, demo_events, malformed_messages
 
     now = datetime.now(timezone.utc)
     events = demo_events(count, now=now, seed=seed)
     emitted = Emitted()
-    async with KafkaPublisher(bootstrap, topic) as publisher:
+    async with KafkaPublisher(bootstrap, topic, security=security) as publisher:
         by_service: dict[str, list[UsageTrackingEvent]] = {s.name: [] for s in SERVICES}
         for event in events:
             by_service[event.source].append(event)

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
+from producers.kafka_security import kafka_client_kwargs
 from stream_app.cli.line_input import open_lines
 from stream_app.errors import PipelineError
 
 if TYPE_CHECKING:
+    from producers.kafka_security import KafkaSecurity
     from stream_app.core.dead_letter import DeadLetter, ReplayMessage, ReplayPlan
     from stream_app.settings import PipelineSettings
 
@@ -126,7 +128,12 @@ def _non_negative(text: str) -> int:
 
 def run_inspect(args: argparse.Namespace, settings: PipelineSettings) -> int:
     """Print the summary by reason (and the most recent letters with --limit)."""
-    report = asyncio.run(_inspect(_bootstrap(settings), settings.dlq_topic, reason=args.reason, limit=args.limit))
+    report = asyncio.run(
+        _inspect(
+            _bootstrap(settings), settings.dlq_topic, reason=args.reason, limit=args.limit,
+            security=settings.kafka_security,
+        )
+    )
     sys.stdout.write(render_inspect_json(report) if args.format == "json" else render_inspect_table(report))
     return 0
 
@@ -142,13 +149,15 @@ class InspectReport:
     entries: list[DeadLetter]
 
 
-async def _inspect(bootstrap: str, topic: str, *, reason: str | None, limit: int) -> InspectReport:
+async def _inspect(
+    bootstrap: str, topic: str, *, reason: str | None, limit: int, security: KafkaSecurity | None = None
+) -> InspectReport:
     from stream_app.core.dead_letter import DeadLetterSummary
 
     summary = DeadLetterSummary()
     latest: list[tuple[tuple[float, int, int], int, DeadLetter]] = []  # a min-heap of the newest `limit`
     unreadable = 0
-    reader = DeadLetterReader(bootstrap, topic)
+    reader = DeadLetterReader(bootstrap, topic, security)
     async for letter in reader.letters():
         if letter is None:
             unreadable += 1
@@ -228,7 +237,9 @@ def _one_line(text: str) -> str:
 def run_export(args: argparse.Namespace, settings: PipelineSettings) -> int:
     """Write the selected letters' original events to stdout, one per line."""
     out = sys.stdout.buffer
-    exported, letters, skipped = asyncio.run(_export(_bootstrap(settings), settings.dlq_topic, args.reason, out))
+    exported, letters, skipped = asyncio.run(
+        _export(_bootstrap(settings), settings.dlq_topic, args.reason, out, settings.kafka_security)
+    )
     out.flush()
     print(
         f"exported {_count(exported, 'event')} from {_count(letters, 'dead letter')}; "
@@ -238,12 +249,14 @@ def run_export(args: argparse.Namespace, settings: PipelineSettings) -> int:
     return 1 if skipped else 0
 
 
-async def _export(bootstrap: str, topic: str, reason: str | None, out: IO[bytes]) -> tuple[int, int, int]:
+async def _export(
+    bootstrap: str, topic: str, reason: str | None, out: IO[bytes], security: KafkaSecurity | None = None
+) -> tuple[int, int, int]:
     from stream_app.core.dead_letter import DeadLetterFormatError, describe_source, export_lines
 
     exported = letters = skipped = 0
     seen: set[tuple[str, int, int, int | None]] = set()
-    async for letter in DeadLetterReader(bootstrap, topic).letters():
+    async for letter in DeadLetterReader(bootstrap, topic, security).letters():
         if letter is None or (reason is not None and letter.reason != reason) or letter.source_position in seen:
             continue
         seen.add(letter.source_position)
@@ -276,32 +289,40 @@ def run_replay(args: argparse.Namespace, settings: PipelineSettings) -> int:
         with open_lines(args.file) as lines:
             plan = plan_file_replay(lines, now=now, max_future_skew=skew, source_name=args.file)
     else:
-        plan = asyncio.run(_plan_from_topic(bootstrap, settings.dlq_topic, now, skew, args.reason))  # type: ignore[arg-type]
+        plan = asyncio.run(
+            _plan_from_topic(bootstrap, settings.dlq_topic, now, skew, args.reason, settings.kafka_security)  # type: ignore[arg-type]
+        )
     for skip in plan.skipped:
         print(f"{skip.origin}: {skip.reason}: {skip.detail}", file=sys.stderr)
     if not args.dry_run and plan.ready:
-        asyncio.run(_publish(bootstrap, settings.events_topic, plan.ready))  # type: ignore[arg-type]
+        asyncio.run(_publish(bootstrap, settings.events_topic, plan.ready, settings.kafka_security))  # type: ignore[arg-type]
     print(_replay_summary(plan, settings.events_topic, from_file=bool(args.file), dry_run=args.dry_run))
     return 1 if plan.skipped else 0
 
 
-async def _plan_from_topic(bootstrap: str, topic: str, now: datetime, skew: timedelta, reason: str | None) -> ReplayPlan:
+async def _plan_from_topic(
+    bootstrap: str, topic: str, now: datetime, skew: timedelta, reason: str | None, security: KafkaSecurity | None = None
+) -> ReplayPlan:
     from stream_app.core.dead_letter import ReplayPlanner
 
     planner = ReplayPlanner(now=now, max_future_skew=skew, reason=reason)
-    async for letter in DeadLetterReader(bootstrap, topic).letters():
+    async for letter in DeadLetterReader(bootstrap, topic, security).letters():
         if letter is not None:
             planner.add(letter)
     return planner.plan
 
 
-async def _publish(bootstrap: str, topic: str, messages: list[ReplayMessage]) -> None:
+async def _publish(
+    bootstrap: str, topic: str, messages: list[ReplayMessage], security: KafkaSecurity | None = None
+) -> None:
     from producers import KafkaPublisher, ProducerError
 
     sent = 0
     try:
         # Room for the largest message a consumer accepts; the broker's own limit still applies.
-        async with KafkaPublisher(bootstrap, topic, max_message_bytes=max(len(m.value) for m in messages)) as publisher:
+        async with KafkaPublisher(
+            bootstrap, topic, max_message_bytes=max(len(m.value) for m in messages), security=security
+        ) as publisher:
             for start in range(0, len(messages), REPLAY_CHUNK):
                 chunk = messages[start : start + REPLAY_CHUNK]
                 await asyncio.gather(*(publisher.publish_raw(m.value, m.key) for m in chunk))
@@ -331,9 +352,10 @@ def _replay_summary(plan: ReplayPlan, topic: str, *, from_file: bool, dry_run: b
 class DeadLetterReader:
     """Reads a topic from its beginning to the end offsets it had when reading began."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.security = security
         self.exists = True
 
     async def letters(self) -> AsyncIterator[DeadLetter | None]:
@@ -365,6 +387,7 @@ class DeadLetterReader:
             auto_offset_reset="earliest",
             client_id="usage-pipeline-dlq",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **kafka_client_kwargs(self.security),
         )
         try:
             await consumer.start()
@@ -406,7 +429,9 @@ class DeadLetterReader:
         """The topic's partition numbers, or None if it does not exist."""
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, client_id="usage-pipeline-dlq")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, client_id="usage-pipeline-dlq", **kafka_client_kwargs(self.security)
+        )
         try:
             await admin.start()
             # Every topic: a metadata request naming this one could create it (auto.create.topics.enable).

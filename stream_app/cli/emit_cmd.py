@@ -11,7 +11,7 @@ import asyncio
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stream_app.cli.line_input import open_lines
 from stream_app.errors import PipelineError
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         if args.dry_run:
             tally = _validate_only(lines)
         else:
-            tally = asyncio.run(_publish_lines(lines, _bootstrap(settings), topic))
+            tally = asyncio.run(_publish_lines(lines, _bootstrap(settings), topic, settings.kafka_security))
     print(_summary(tally, topic, dry_run=args.dry_run))
     return 1 if tally.rejected else 0
 
@@ -98,12 +98,12 @@ def _validate_only(lines: Iterable[bytes]) -> _Tally:
     return tally
 
 
-async def _publish_lines(lines: Iterable[bytes], bootstrap: str, topic: str) -> _Tally:
+async def _publish_lines(lines: Iterable[bytes], bootstrap: str, topic: str, security: Any = None) -> _Tally:
     from producers import KafkaPublisher, ProducerError
 
     tally = _Tally()
     try:
-        async with KafkaPublisher(bootstrap, topic) as publisher:
+        async with KafkaPublisher(bootstrap, topic, security=security) as publisher:
             for chunk in _chunks_of_events(lines, tally):
                 await _publish_chunk(publisher, chunk, tally)
                 _report_progress(tally, chunk_was_full=len(chunk) == CHUNK_EVENTS)

@@ -114,7 +114,7 @@ def run_missing(args: argparse.Namespace, settings: PipelineSettings) -> int:
     scope = read_scope(args)
     records = from_worker_or_store(
         settings,
-        lambda url: call_worker(url, "/prices/missing", params=scope_params(scope)),
+        lambda url: call_worker(url, "/prices/missing", params=scope_params(scope), admin_token=settings.admin_token),
         lambda sink: sink.missing_prices(scope),
     )
     columns = MISSING_TABLE_COLUMNS if args.format == "table" else MISSING_PRICE_COLUMNS
@@ -128,7 +128,7 @@ def run_compare(args: argparse.Namespace, settings: PipelineSettings) -> int:
     scope = read_scope(args)
     records = from_worker_or_store(
         settings,
-        lambda url: call_worker(url, "/prices/compare", params=scope_params(scope)),
+        lambda url: call_worker(url, "/prices/compare", params=scope_params(scope), admin_token=settings.admin_token),
         lambda sink: sink.provider_costs(scope),
     )
     sys.stdout.write(render(records, PROVIDER_COST_COLUMNS, args.format, empty="(no event carries provider_cost)"))

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
         return reprice_record(sink.reprice(scope, pricer, dry_run=args.dry_run), scope)
 
     record = from_worker_or_store(
-        settings, lambda url: call_worker(url, "/reprice", body=body, timeout=3600.0), locally
+        settings, lambda url: call_worker(url, "/reprice", body=body, timeout=3600.0, admin_token=settings.admin_token), locally
     )
     if record.get("worker_prices_current") is False:
         print(

@@ -17,6 +17,8 @@ from stream_app.errors import PipelineError
 from stream_app.settings import PipelineSettings
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from stream_app.sink.clickhouse import ClickHouseLocation, ClickHouseSink
     from stream_app.sink.queries import EventScope, ReportQuery
 
@@ -46,7 +48,7 @@ def from_worker_or_store(
     """Ask the worker holding the embedded store, or open ClickHouse directly (as `report` does)."""
     from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
 
-    location = parse_clickhouse_url(settings.resolved_clickhouse_url)
+    location = parse_clickhouse_url(settings.resolved_clickhouse_url, ca_file=settings.clickhouse_ca_file)
     worker_url = live_worker_url(location)
     if worker_url is not None:
         return ask_worker(worker_url)
@@ -72,12 +74,24 @@ def scope_params(scope: EventScope | ReportQuery) -> dict[str, str]:
 
 
 def call_worker(
-    base_url: str, path: str, *, params: dict[str, str] | None = None, body: dict[str, Any] | None = None, timeout: float = 60.0
+    base_url: str,
+    path: str,
+    *,
+    params: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+    timeout: float = 60.0,
+    admin_token: SecretStr | None = None,
 ) -> Any:
-    """GET (or POST a JSON body to) a worker page; its JSON answer, or a PipelineError saying why not."""
+    """GET (or POST a JSON body to) a worker page; its JSON answer, or a PipelineError saying why not.
+
+    Sends `USAGE_ADMIN_TOKEN` (pass `settings.admin_token`) when one is configured.
+    """
+    from stream_app.worker.auth import admin_headers
+
     url = f"{base_url}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    headers = {**admin_headers(admin_token), **({"Content-Type": "application/json"} if data else {})}
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
@@ -88,6 +102,8 @@ def call_worker(
             reason = exc.reason
         if exc.code == 404:
             reason = "this worker has no such page (started from an older version? restart it)"
+        elif exc.code == 401:
+            reason = "it needs the worker's USAGE_ADMIN_TOKEN: set the same token in this environment"
         raise PipelineError(f"the worker holding the embedded store refused {path}: {reason}") from None
     except OSError as exc:
         raise PipelineError(f"the worker holding the embedded store did not answer at {url}: {exc}") from exc

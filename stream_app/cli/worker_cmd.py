@@ -45,15 +45,18 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
     import faust
 
     from stream_app.broker.local import resolve_bootstrap
+    from stream_app.broker.security import apply_kafka_settings
     from stream_app.core.pricing import CatalogPricer, configure_default_pricer
     from stream_app.broker.topics import ensure_topics_sync
     from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
     from stream_app.sink.faults import parse_fault_plan
     from stream_app.worker.app import create_app
+    from stream_app.worker.auth import check_listen_address, install_admin_auth
     from stream_app.worker.endpoint import publish_endpoint, withdraw_endpoint
     from stream_app.worker.pricing_pages import install_pricing_pages
 
     _configure_logging(settings.log_level)
+    check_listen_address(settings.worker_web_host, settings.admin_token, "USAGE_WORKER_WEB_HOST")
     settings.home.mkdir(parents=True, exist_ok=True)
     log = logging.getLogger("stream_app.worker")
     # The price file is validated before anything else starts: a bad file stops the worker.
@@ -61,8 +64,13 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
     configure_default_pricer(pricer)
     log.info("prices: %s", describe_prices(pricer))
     bootstrap = resolve_bootstrap(settings)
-    location = parse_clickhouse_url(settings.resolved_clickhouse_url)
-    ensure_topics_sync(bootstrap, {settings.events_topic: settings.topic_partitions, settings.dlq_topic: settings.topic_partitions})
+    location = parse_clickhouse_url(settings.resolved_clickhouse_url, ca_file=settings.clickhouse_ca_file)
+    ensure_topics_sync(
+        bootstrap,
+        {settings.events_topic: settings.topic_partitions, settings.dlq_topic: settings.topic_partitions},
+        security=settings.kafka_security,
+        replication_factor=settings.topic_replication_factor,
+    )
     sink = ClickHouseSink(
         location,
         window_seconds=settings.window_seconds,
@@ -71,13 +79,18 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
         fault_plan=parse_fault_plan(settings.sink_fault_plan),
     ).open()
     log.info("ClickHouse: %s (schema up to date)", location.display)
-    log.info("Kafka: %s, topic %s, group %s", bootstrap, settings.events_topic, settings.consumer_group)
+    log.info(
+        "Kafka: %s (%s), topic %s, group %s",
+        bootstrap, settings.kafka_security_protocol, settings.events_topic, settings.consumer_group,
+    )
     if validate_only:
         sink.close()
         print("configuration OK", file=sys.stderr)
         return 0
     app = create_app(settings, bootstrap, sink)
+    apply_kafka_settings(app, settings)
     install_pricing_pages(app, sink, settings, pricer.overrides.digest)
+    install_admin_auth(app.web.web_app, settings.admin_token)
     url = f"http://{_client_host(settings.worker_web_host)}:{settings.worker_web_port}"
     if location.kind == "chdb" and location.path is not None:
         publish_endpoint(location.path, url)

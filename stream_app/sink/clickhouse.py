@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pydantic import SecretStr
+
 from stream_app.core.repricing import RepriceSummary, UsagePricer, reprice_rows
 from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, ChunkRows
 from stream_app.errors import ConfigurationError, SinkError
@@ -59,8 +61,9 @@ class ClickHouseLocation:
     host: str = ""
     port: int = 8123
     username: str = "default"
-    password: str = ""
+    password: SecretStr = SecretStr("")  # never in a repr, a log or an error
     secure: bool = False
+    ca_file: Path | None = None  # CLICKHOUSE_CA_FILE: the private CA of an https:// server
 
     @property
     def display(self) -> str:
@@ -70,9 +73,10 @@ class ClickHouseLocation:
         return f"{scheme}://{self.username}@{self.host}:{self.port}/{self.database}"
 
 
-def parse_clickhouse_url(url: str) -> ClickHouseLocation:
+def parse_clickhouse_url(url: str, ca_file: Path | None = None) -> ClickHouseLocation:
     """`chdb:///abs/dir[?database=db]` or `http(s)://user:pass@host:port/db`."""
     parts = urlsplit(url)
+    url = redact_url_password(url)  # from here on, only for messages
     if parts.scheme == "chdb":
         raw_path = unquote(parts.netloc + parts.path)
         if not raw_path.startswith("/"):
@@ -92,12 +96,22 @@ def parse_clickhouse_url(url: str) -> ClickHouseLocation:
             host=parts.hostname,
             port=parts.port or (8443 if parts.scheme == "https" else 8123),
             username=unquote(parts.username or "default"),
-            password=unquote(parts.password or ""),
+            password=SecretStr(unquote(parts.password or "")),
             secure=parts.scheme == "https",
+            ca_file=ca_file,
         )
     raise ConfigurationError(
         f"CLICKHOUSE_URL={url!r}: use chdb:///absolute/dir or http(s)://user:pass@host:8123/db"
     )
+
+
+def redact_url_password(url: str) -> str:
+    """`url` with the password of its user part replaced by `***`, for messages."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not sep or not at or ":" not in userinfo or "/" in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 class ClickHouseClient(Protocol):
@@ -120,8 +134,11 @@ def connect(location: ClickHouseLocation) -> ClickHouseClient:
             host=location.host,
             port=location.port,
             username=location.username,
-            password=location.password,
+            password=location.password.get_secret_value(),
             secure=location.secure,
+            # https verifies the server's certificate (clickhouse-connect's default, kept explicit).
+            verify=True,
+            ca_cert=str(location.ca_file) if location.ca_file else None,
         )
     except Exception as exc:
         hint = (

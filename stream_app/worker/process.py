@@ -66,10 +66,17 @@ class WorkerProcess:
         self.kill()
         raise PipelineError(f"worker did not become healthy within {timeout:.0f} s:\n{self.log_tail()}")
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The `Authorization` header for the worker's pages, when its environment sets USAGE_ADMIN_TOKEN."""
+        token = self.env.get("USAGE_ADMIN_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def get(self, path: str, *, timeout: float = 30.0, **params: str) -> Any:
-        """GET a JSON page of the worker."""
+        """GET a JSON page of the worker (with the admin token, if it has one)."""
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=timeout) as response:
+        request = urllib.request.Request(f"{self.url}{path}{query}", headers=self.admin_headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
     def stats(self) -> dict[str, Any]:

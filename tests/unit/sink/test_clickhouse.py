@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from stream_app.core.decode import DecodedEvent, MessageOrigin, Rejection
 from stream_app.core.pricing import PricedCost
@@ -47,17 +48,18 @@ def test_http_url():
     location = parse_clickhouse_url("http://alice:s%40cret@ch.internal:9123/billing")
 
     assert location == ClickHouseLocation(
-        "http", "billing", host="ch.internal", port=9123, username="alice", password="s@cret", secure=False
+        "http", "billing", host="ch.internal", port=9123, username="alice", password=SecretStr("s@cret"), secure=False
     )
     assert location.display == "http://alice@ch.internal:9123/billing"
     assert "s@cret" not in location.display
+    assert "s@cret" not in repr(location)
 
 
 def test_https_url_defaults():
     location = parse_clickhouse_url("https://ch.example.com")
 
     assert (location.port, location.secure, location.database, location.username, location.password) == (
-        8443, True, "usage", "default", ""
+        8443, True, "usage", "default", SecretStr("")
     )
 
 
