@@ -15,3 +15,7 @@ class BrokerError(PipelineError):
 
 class SinkError(PipelineError):
     """ClickHouse could not be reached or refused a statement."""
+
+
+class ClickHouseServerError(PipelineError):
+    """The local ClickHouse server could not be started, found or stopped."""

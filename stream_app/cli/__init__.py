@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "stream_app.cli.demo_cmd",
     "stream_app.cli.worker_cmd",
     "stream_app.cli.kafka_cmd",
+    "stream_app.cli.clickhouse_cmd",
     "stream_app.cli.emit_cmd",
     "stream_app.cli.report_cmd",
     "stream_app.cli.dlq_cmd",
