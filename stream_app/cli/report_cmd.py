@@ -14,7 +14,7 @@ from typing import Any
 from stream_app.cli.stored_events import live_worker_url, scope_params
 from stream_app.errors import PipelineError
 from stream_app.settings import PipelineSettings
-from stream_app.sink.queries import GROUP_KEYS, TOTAL_COLUMNS, ReportQuery
+from stream_app.sink.queries import GROUP_KEYS, TOOL_COLUMNS, TOTAL_COLUMNS, ReportQuery, parse_every
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,14 +22,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report",
         help="billing totals from ClickHouse",
         description=(
-            "Billing totals per group, each event_id counted once. Works while a worker holds the "
-            "embedded store (it asks that worker over HTTP)."
+            "Billing totals per group, each event_id counted once, read from the pre-aggregated "
+            "windows. --since/--until are widened to whole windows (whole buckets with --every). "
+            "Works while a worker holds the embedded store (it asks that worker over HTTP)."
         ),
     )
     parser.add_argument("--group-by", choices=sorted(GROUP_KEYS), default="project")
     parser.add_argument("--project", help="only this project_id")
     parser.add_argument("--since", help="from this event time (RFC 3339, a date, or an age like 24h)")
     parser.add_argument("--until", help="before this event time")
+    parser.add_argument(
+        "--every",
+        metavar="SIZE",
+        help="one row per group and time bucket: 1m, 5m, 1h, 1d (a whole multiple of USAGE_WINDOW_SECONDS)",
+    )
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
     parser.set_defaults(handler=run)
 
@@ -43,6 +49,7 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
             project=args.project,
             since=parse_time(args.since) if args.since else None,
             until=parse_time(args.until) if args.until else None,
+            every=parse_every(args.every, settings.window_seconds) if args.every else None,
         )
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
@@ -66,6 +73,8 @@ def fetch_report(settings: PipelineSettings, query: ReportQuery) -> list[dict[st
 def report_from_worker(base_url: str, query: ReportQuery, timeout: float = 30.0) -> list[dict[str, Any]]:
     """The same report, computed by a running worker."""
     params = {"group_by": query.group_by, **scope_params(query)}
+    if query.every:
+        params["every"] = f"{query.every}s"
     url = f"{base_url}/report?{urllib.parse.urlencode(params)}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -95,7 +104,7 @@ def render_table(records: list[dict[str, Any]], columns: list[str]) -> str:
     cells = [[_cell(r.get(c)) for c in columns] for r in records]
     totals = totals_row(records, columns)
     widths = [max(len(c), *(len(row[i]) for row in cells + [totals])) for i, c in enumerate(columns)]
-    numeric = {c for c in columns if c in TOTAL_COLUMNS}
+    numeric = {c for c in columns if c in TOTAL_COLUMNS or c in TOOL_COLUMNS}
 
     def line(row: list[str]) -> str:
         return "  ".join(v.rjust(w) if c in numeric else v.ljust(w) for v, w, c in zip(row, widths, columns)).rstrip()
@@ -113,8 +122,10 @@ def totals_row(records: list[dict[str, Any]], columns: list[str]) -> list[str]:
     for i, c in enumerate(columns):
         if c == "cost_usd":
             row.append(format_money(sum((Decimal(r[c]) for r in records), Decimal(0))))
-        elif c in TOTAL_COLUMNS:
+        elif c in TOTAL_COLUMNS or c in ("calls", "errors"):
             row.append(str(sum(int(r[c]) for r in records)))
+        elif c in TOOL_COLUMNS:
+            row.append("")
         else:
             row.append("TOTAL" if i == 0 else "")
     return row

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -22,7 +22,6 @@ from stream_app.core.rows import EVENT_COLUMNS, PRICING_COLUMNS, pricing_values
 ZERO = Decimal(0)
 _AT = {name: i for i, name in enumerate(EVENT_COLUMNS)}
 _DATETIME_COLUMNS = ("timestamp", "window_start", "ingested_at")
-ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 class UsagePricer(Protocol):
@@ -78,11 +77,10 @@ class RepriceSummary:
 
 
 def reprice_rows(
-    rows: Iterable[tuple[Any, ...]], pricer: UsagePricer, *, ingested_at: datetime, summary: RepriceSummary
-) -> tuple[list[tuple[Any, ...]], set[tuple[str, datetime]]]:
-    """Price stored rows again; returns the rows that changed (ready to insert) and their windows."""
+    rows: Iterable[tuple[Any, ...]], pricer: UsagePricer, *, generation: int, summary: RepriceSummary
+) -> list[tuple[Any, ...]]:
+    """Price stored rows again; returns the rows that changed, ready to insert."""
     changed: list[tuple[Any, ...]] = []
-    windows: set[tuple[str, datetime]] = set()
     for row in rows:
         project_id = row[_AT["project_id"]]
         timestamp = _utc(row[_AT["timestamp"]])
@@ -112,11 +110,9 @@ def reprice_rows(
             new[_AT[name]] = value
         for name in _DATETIME_COLUMNS:
             new[_AT[name]] = _utc(new[_AT[name]])
-        # Newer than the stored copy even if that one was stamped by a clock running ahead.
-        new[_AT["ingested_at"]] = max(ingested_at, new[_AT["ingested_at"]] + ONE_MICROSECOND)
+        new[_AT["price_generation"]] = generation
         changed.append(tuple(new))
-        windows.add((project_id, new[_AT["window_start"]]))
-    return changed, windows
+    return changed
 
 
 def _utc(moment: datetime) -> datetime:

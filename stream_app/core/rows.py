@@ -1,21 +1,23 @@
-"""Turn one chunk of decoded messages into the rows the sink writes.
+"""Turn one chunk's billed copies into the rows the sink writes.
 
-Pure: the caller passes the clock reading and the pricing function. A chunk is the unit
-of work between two offset commits, so everything here must be replay-safe: the same
-input always yields rows that the tables collapse to the same totals.
+Pure: the caller passes the clock reading, the counting decision and the pricing
+function. A chunk is the unit of work between two offset commits, so everything here
+must be replay-safe: the same messages always yield rows with the same keys, which the
+replacing tables collapse to the same totals.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from schemas import UsageTrackingEvent
-from stream_app.core.decode import DecodedEvent, Rejection
+from stream_app.core.counting import Copy, compact_json
+from stream_app.core.decode import Rejection
 from stream_app.core.pricing import PriceStatus, PricedCost, stored_cost
-from stream_app.core.windows import window_start
+from stream_app.core.windows import WINDOW_TOTAL_FIELDS, Counted, WindowAggregator
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -52,12 +54,49 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "kafka_topic",
     "kafka_partition",
     "kafka_offset",
+    "batch_index",
+    "fingerprint",
+    "price_generation",
     "ingested_at",
 )
 
 # The columns of a `usage_events` row that pricing decides (and `reprice` may rewrite).
 PRICING_COLUMNS: tuple[str, ...] = (
     "cost_usd", "price_status", "price_source", "catalog_provider", "catalog_model", "price_detail"
+)
+
+ZERO_COST = Decimal(0)
+
+# One row per (window, source message): see stream_app/core/windows.py for why.
+WINDOW_COLUMNS: tuple[str, ...] = (
+    "grouping",
+    "project_id",
+    "agent_name",
+    "session_id",
+    "provider",
+    "model",
+    "window_start",
+    "window_seconds",
+    "src_topic",
+    "src_partition",
+    "src_offset",
+    *WINDOW_TOTAL_FIELDS,
+    "version",
+)
+
+TOOL_COLUMNS: tuple[str, ...] = (
+    "project_id",
+    "agent_name",
+    "tool_name",
+    "window_start",
+    "window_seconds",
+    "src_topic",
+    "src_partition",
+    "src_offset",
+    "calls",
+    "errors",
+    "durations_ms",
+    "version",
 )
 
 REJECTION_COLUMNS: tuple[str, ...] = (
@@ -76,48 +115,102 @@ REJECTION_COLUMNS: tuple[str, ...] = (
 
 @dataclass(slots=True)
 class ChunkRows:
-    """Everything one chunk writes, plus what it touched and dropped."""
+    """Everything one chunk writes."""
 
     event_rows: list[tuple] = field(default_factory=list)
+    window_rows: list[tuple] = field(default_factory=list)
+    tool_rows: list[tuple] = field(default_factory=list)
     rejection_rows: list[tuple] = field(default_factory=list)
-    touched_windows: set[tuple[str, datetime]] = field(default_factory=set)
-    duplicates_in_chunk: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
     unpriced_events: int = 0
 
     @property
     def events(self) -> int:
         return len(self.event_rows)
 
+    def absorb(self, other: ChunkRows) -> None:
+        """Add another part's rows (a chunk written message by message)."""
+        for name in ("event_rows", "window_rows", "tool_rows", "rejection_rows", "rejections"):
+            getattr(self, name).extend(getattr(other, name))
+        self.unpriced_events += other.unpriced_events
+
+
+# Window rows of a dead-lettered (poison) message: empty, and newer than any reprice.
+TOMBSTONE_VERSION = 2**32 - 1
+
 
 def build_chunk_rows(
-    decoded: Sequence[DecodedEvent],
+    accepted: Sequence[Copy],
     rejections: Sequence[Rejection],
     *,
     price: Callable[[UsageTrackingEvent], PricedCost],
     window_seconds: int,
     ingested_at: datetime,
+    generation: int = 0,
 ) -> ChunkRows:
-    """Price and flatten a chunk; an event_id seen twice in the chunk is written once."""
+    """Price the billed copies, flatten them, and sum them into per-message windows."""
     rows = ChunkRows()
-    latest: dict[tuple[str, str], DecodedEvent] = {}
-    for item in decoded:
-        key = (item.event.project_id, item.event.event_id)
-        if key in latest:
-            rows.duplicates_in_chunk += 1
-        latest[key] = item  # the later copy wins, as it does in the table
-    for item in latest.values():
-        priced = price(item.event)
-        if priced.status != PriceStatus.PRICED:
-            rows.unpriced_events += 1
-        start = window_start(item.event.timestamp, window_seconds)
-        rows.event_rows.append(event_row(item, priced, start, ingested_at))
-        rows.touched_windows.add((item.event.project_id, start))
+    aggregator = WindowAggregator(window_seconds)
+    for copy in accepted:
+        priced = price(copy.item.event)
+        cost = stored_cost(priced.cost_usd)
+        is_priced = priced.status == PriceStatus.PRICED
+        rows.unpriced_events += not is_priced
+        start = aggregator.add(Counted.of_event(copy.item.event), cost, is_priced, copy.source)
+        rows.event_rows.append(event_row(copy, priced, start, ingested_at, generation))
+    rows.window_rows = window_rows(aggregator, generation)
+    rows.tool_rows = tool_rows(aggregator, generation)
+    rows.rejections = list(rejections)
     rows.rejection_rows = [rejection_row(r, ingested_at) for r in rejections]
     return rows
 
 
-def event_row(item: DecodedEvent, priced: PricedCost, start: datetime, ingested_at: datetime) -> tuple:
+def tombstone_rows(
+    copies: Sequence[Copy], rejections: Sequence[Rejection], *, window_seconds: int, rejected_at: datetime
+) -> ChunkRows:
+    """Rows that empty every window a message's copies would fill, plus their dead letters.
+
+    Written when a message is dead-lettered after an attempt may already have written
+    some of its window rows: the empty rows replace them under the same keys.
+    """
+    aggregator = WindowAggregator(window_seconds)
+    for copy in copies:
+        aggregator.add(Counted.of_event(copy.item.event), ZERO_COST, True, copy.source)
+    rows = ChunkRows()
+    empty = (0,) * len(WINDOW_TOTAL_FIELDS)
+    rows.window_rows = [
+        (*key[:6], key.window_start, window_seconds, *source, *empty, TOMBSTONE_VERSION)
+        for key, source in aggregator.windows
+    ]
+    rows.tool_rows = [
+        (*key, window_seconds, *source, 0, 0, [], TOMBSTONE_VERSION) for key, source in aggregator.tools
+    ]
+    rows.rejections = list(rejections)
+    rows.rejection_rows = [rejection_row(r, rejected_at) for r in rejections]
+    return rows
+
+
+def window_rows(aggregator: WindowAggregator, version: int) -> list[tuple]:
+    """The aggregator's window totals as `WINDOW_COLUMNS` rows."""
+    seconds = aggregator.window_seconds
+    return [
+        (*key[:6], key.window_start, seconds, *source, *totals.values(), version)
+        for (key, source), totals in aggregator.windows.items()
+    ]
+
+
+def tool_rows(aggregator: WindowAggregator, version: int) -> list[tuple]:
+    """The aggregator's tool totals as `TOOL_COLUMNS` rows."""
+    seconds = aggregator.window_seconds
+    return [
+        (*key, seconds, *source, t.calls, t.errors, t.durations_ms, version)
+        for (key, source), t in aggregator.tools.items()
+    ]
+
+
+def event_row(copy: Copy, priced: PricedCost, start: datetime, ingested_at: datetime, generation: int) -> tuple:
     """One `usage_events` row, in `EVENT_COLUMNS` order."""
+    item = copy.item
     e = item.event
     u = e.usage
     return (
@@ -139,17 +232,20 @@ def event_row(item: DecodedEvent, priced: PricedCost, start: datetime, ingested_
         u.cache_write_tokens,
         u.reasoning_tokens,
         len(e.tool_calls),
-        _compact_json([t.model_dump(mode="json") for t in e.tool_calls]),
+        compact_json([t.model_dump(mode="json") for t in e.tool_calls]),
         e.finish_reason or "",
         e.duration_ms,
         e.error,
         *pricing_values(priced),
         e.provider_cost,
-        _compact_json(e.provider_metadata),
-        _compact_json(e.context),
+        compact_json(e.provider_metadata),
+        compact_json(e.context),
         item.origin.topic,
         item.origin.partition,
         item.origin.offset,
+        copy.batch_index,
+        copy.fingerprint,
+        generation,
         ingested_at,
     )
 
@@ -180,7 +276,3 @@ def rejection_row(rejection: Rejection, rejected_at: datetime) -> tuple:
         rejection.raw.decode("utf-8", errors="replace"),
         rejected_at,
     )
-
-
-def _compact_json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)

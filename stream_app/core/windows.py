@@ -1,35 +1,163 @@
-"""Tumbling windows by event time: pure math, no clocks, no I/O.
+"""Tumbling windows by event time, aggregated per source message: pure math, no clocks, no I/O.
 
-Every event belongs to one window per grouping: its project, its agent within the
-project, and (when it has one) its session within the project. Each window key starts
-with the project_id, the Kafka message key, so a window never spans two partitions.
+Every accepted event counts in one window per grouping: its project; its agent, its
+session and its provider+model within the project. Each window key starts with the
+project_id, the Kafka message key, so a window never spans two partitions.
+
+The aggregator keeps one total per (window key, source message). That is what makes
+the stored windows exact without a transaction: a Kafka message is immutable and is
+read again whole after a crash or by a second worker racing on a rebalance, so its
+contribution to a window is recomputed identically and *replaces* the stored one
+(ReplacingMergeTree on the same key) instead of adding to it. A window's total is the
+sum over its messages; a billing query reads those few rows, never the raw events.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
+from typing import NamedTuple
 
 from schemas import UsageTrackingEvent
+
+ZERO = Decimal(0)
 
 
 class Grouping:
     PROJECT = "project"
     AGENT = "agent"
     SESSION = "session"
-    ALL = (PROJECT, AGENT, SESSION)
+    MODEL = "model"
+    ALL = (PROJECT, AGENT, SESSION, MODEL)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class WindowKey:
-    """One window of one group: e.g. (agent, acme, planner, '', 12:01:00)."""
+class Source(NamedTuple):
+    """The Kafka message an event came in: its contribution's identity."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class WindowKey(NamedTuple):
+    """One window of one group: e.g. (agent, acme, planner, '', '', '', 12:01:00).
+
+    Fields a grouping does not use are ''. A session window of an event without a
+    session has session_id '' (the "no session" group), so every grouping sums to the
+    project's total.
+    """
 
     grouping: str
     project_id: str
     agent_name: str
     session_id: str
+    provider: str
+    model: str
     window_start: datetime
+
+
+class Counted(NamedTuple):
+    """What windows count of one event, from a validated event or a stored row alike."""
+
+    project_id: str
+    agent_name: str
+    session_id: str
+    provider: str
+    model: str
+    timestamp: datetime
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    failed: bool
+    tools: tuple[tuple[str, str | None, float | None], ...]  # (name, error, duration_ms)
+
+    @classmethod
+    def of_event(cls, e: UsageTrackingEvent) -> Counted:
+        u = e.usage
+        return cls(
+            e.project_id, e.agent_name, e.session_id or "", e.provider, e.model, e.timestamp,
+            u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
+            e.error is not None, tuple((t.name, t.error, t.duration_ms) for t in e.tool_calls),
+        )
+
+    @classmethod
+    def of_stored(cls, v: dict) -> Counted:
+        """From a `usage_events` row by column name (`tool_calls` is its stored JSON)."""
+        tools = tuple((t["name"], t.get("error"), t.get("duration_ms")) for t in json.loads(v["tool_calls"] or "[]"))
+        moment = v["timestamp"]  # ClickHouse hands UTC columns back naive
+        moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+        return cls(
+            v["project_id"], v["agent_name"], v["session_id"], v["provider"], v["model"], moment,
+            int(v["input_tokens"]), int(v["output_tokens"]), int(v["cache_read_tokens"]),
+            int(v["cache_write_tokens"]), int(v["reasoning_tokens"]), v["error"] is not None, tools,
+        )
+
+
+class ToolKey(NamedTuple):
+    """One tool's window within an agent of a project."""
+
+    project_id: str
+    agent_name: str
+    tool_name: str
+    window_start: datetime
+
+
+@dataclass(slots=True)
+class WindowTotals:
+    """What a set of events adds up to in one window."""
+
+    events: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal = ZERO
+    unpriced_events: int = 0
+    failed_events: int = 0
+    tool_calls: int = 0
+
+    def add(self, c: Counted, cost: Decimal, priced: bool) -> None:
+        self.events += 1
+        self.input_tokens += c.input_tokens
+        self.output_tokens += c.output_tokens
+        self.cache_read_tokens += c.cache_read_tokens
+        self.cache_write_tokens += c.cache_write_tokens
+        self.reasoning_tokens += c.reasoning_tokens
+        self.cost_usd += cost
+        self.unpriced_events += not priced
+        self.failed_events += c.failed
+        self.tool_calls += len(c.tools)
+
+    def merge(self, other: WindowTotals) -> None:
+        for name in WINDOW_TOTAL_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def values(self) -> tuple:
+        return tuple(getattr(self, name) for name in WINDOW_TOTAL_FIELDS)
+
+
+WINDOW_TOTAL_FIELDS: tuple[str, ...] = tuple(WindowTotals.__dataclass_fields__)
+
+
+@dataclass(slots=True)
+class ToolTotals:
+    """Calls of one tool in one window; durations kept whole so percentiles stay exact."""
+
+    calls: int = 0
+    errors: int = 0
+    durations_ms: list[float] = field(default_factory=list)
+
+    def add(self, error: str | None, duration_ms: float | None) -> None:
+        self.calls += 1
+        self.errors += error is not None
+        if duration_ms is not None:
+            self.durations_ms.append(float(duration_ms))
 
 
 def window_start(timestamp: datetime, window_seconds: int) -> datetime:
@@ -40,20 +168,65 @@ def window_start(timestamp: datetime, window_seconds: int) -> datetime:
     return datetime.fromtimestamp(start, tz=timezone.utc)
 
 
-def window_keys(event: UsageTrackingEvent, window_seconds: int) -> tuple[WindowKey, ...]:
-    """The windows an event counts in: project, agent and, if it has one, session."""
-    start = window_start(event.timestamp, window_seconds)
-    keys = [
-        WindowKey(Grouping.PROJECT, event.project_id, "", "", start),
-        WindowKey(Grouping.AGENT, event.project_id, event.agent_name, "", start),
-    ]
-    if event.session_id:
-        keys.append(WindowKey(Grouping.SESSION, event.project_id, "", event.session_id, start))
-    return tuple(keys)
+def window_keys(c: Counted, start: datetime) -> tuple[WindowKey, ...]:
+    """The four windows an event counts in, all starting at `start`."""
+    p = c.project_id
+    return (
+        WindowKey(Grouping.PROJECT, p, "", "", "", "", start),
+        WindowKey(Grouping.AGENT, p, c.agent_name, "", "", "", start),
+        WindowKey(Grouping.SESSION, p, "", c.session_id, "", "", start),
+        WindowKey(Grouping.MODEL, p, "", "", c.provider, c.model, start),
+    )
 
 
-def touched_project_windows(
-    events: Iterable[UsageTrackingEvent], window_seconds: int
-) -> set[tuple[str, datetime]]:
-    """The (project_id, window_start) pairs a set of events falls into."""
-    return {(e.project_id, window_start(e.timestamp, window_seconds)) for e in events}
+class WindowAggregator:
+    """Sums accepted events into (window key, source message) totals and tool totals.
+
+    `add` each accepted event once with its stored cost; `windows` and `tools` then
+    hold what the sink writes. Memory is bounded by the chunk, not by how many
+    sessions or agents exist overall.
+    """
+
+    def __init__(self, window_seconds: int) -> None:
+        if window_seconds < 1:
+            raise ValueError("window_seconds must be at least 1")
+        self.window_seconds = window_seconds
+        self.windows: dict[tuple[WindowKey, Source], WindowTotals] = {}
+        self.tools: dict[tuple[ToolKey, Source], ToolTotals] = {}
+
+    def add(self, c: Counted, cost: Decimal, priced: bool, source: Source) -> datetime:
+        """Count one accepted event; returns its window start."""
+        start = window_start(c.timestamp, self.window_seconds)
+        windows = self.windows
+        for key in window_keys(c, start):
+            totals = windows.get((key, source))
+            if totals is None:
+                totals = windows[(key, source)] = WindowTotals()
+            totals.add(c, cost, priced)
+        for name, error, duration_ms in c.tools:
+            tool_key = (ToolKey(c.project_id, c.agent_name, name, start), source)
+            tool = self.tools.get(tool_key)
+            if tool is None:
+                tool = self.tools[tool_key] = ToolTotals()
+            tool.add(error, duration_ms)
+        return start
+
+    def totals_by_window(self) -> dict[WindowKey, WindowTotals]:
+        """Each window's total over all its sources (what a billing query returns)."""
+        return sum_by_window(self.windows.items())
+
+
+def sum_by_window(items: Iterable[tuple[tuple[WindowKey, Source], WindowTotals]]) -> dict[WindowKey, WindowTotals]:
+    """Per-source totals folded into one total per window key."""
+    out: dict[WindowKey, WindowTotals] = {}
+    for (key, _source), totals in items:
+        target = out.get(key)
+        if target is None:
+            target = out[key] = WindowTotals()
+        target.merge(totals)
+    return out
+
+
+def bucket_start(moment: datetime, bucket_seconds: int) -> datetime:
+    """The `report --every` bucket holding `moment`: a whole multiple of windows, UTC-aligned."""
+    return window_start(moment, bucket_seconds)

@@ -1,9 +1,9 @@
-"""The ClickHouse sink: open the store, migrate it, write chunks until they are written.
+"""The ClickHouse sink: open the store, migrate it, look keys up, write a chunk's rows.
 
 The same code talks to the embedded engine (`chdb:///dir`) and a server (`http://…`)
-through clickhouse-connect. A chunk write is retried with backoff until it succeeds:
-the caller acks Kafka offsets only after `write_chunk` returns, and Faust would commit
-past a chunk whose body raised (INFRA.md), so giving up is never an option here.
+through clickhouse-connect. `write_rows` is one attempt; the worker's chunk processor
+retries the whole look-up-decide-write step (stream_app/worker/chunk.py), because a
+retry must look again at what a failed attempt may have written.
 """
 
 from __future__ import annotations
@@ -20,10 +20,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import SecretStr
 
+from stream_app.core.counting import EventKey, StoredCopy, content_from_stored
 from stream_app.core.repricing import RepriceSummary, UsagePricer, reprice_rows
-from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, ChunkRows
+from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, TOOL_COLUMNS, WINDOW_COLUMNS, ChunkRows
+from stream_app.core.windows import Source
 from stream_app.errors import ConfigurationError, SinkError
 from stream_app.sink.faults import FaultPlan, FaultyClient
+from stream_app.sink.lookups import (
+    STORED_CONTENT_COLUMNS,
+    lookup_statements,
+    stale_messages_sql,
+    stored_content_statements,
+)
+from stream_app.sink.message_windows import message_windows_insert_sql
 from stream_app.sink.queries import (
     MISSING_PRICE_COLUMNS,
     PROVIDER_COST_COLUMNS,
@@ -35,15 +44,16 @@ from stream_app.sink.queries import (
     report_records,
     report_sql,
     reprice_page_sql,
-    stale_windows_sql,
 )
 from stream_app.sink.schema import (
     MIGRATIONS_TABLE,
+    STORE_INFO_TABLE,
     bootstrap_statements,
     migrations,
     pending_migrations,
     quote_identifier,
-    window_recompute_sql,
+    quote_string,
+    rejections_ttl_sql,
 )
 
 log = logging.getLogger(__name__)
@@ -161,26 +171,26 @@ class SinkStats:
     retrying_since: float | None = None
 
 
+# Inserts that may span many month partitions (a backfill of years) must not be refused.
+_ANY_PARTITIONS = {"max_partitions_per_insert_block": 0}
+
+
 class ClickHouseSink:
-    """Writes priced events, recomputed windows and rejections; answers billing queries."""
+    """Looks up billed keys, writes a chunk's rows in a crash-safe order; answers billing queries."""
 
     def __init__(
         self,
         location: ClickHouseLocation,
         *,
         window_seconds: int,
-        retry_initial_seconds: float = 0.2,
-        retry_max_seconds: float = 10.0,
+        rejections_ttl_days: int | None = None,
         fault_plan: FaultPlan | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.location = location
         self.window_seconds = window_seconds
-        self.retry_initial_seconds = retry_initial_seconds
-        self.retry_max_seconds = retry_max_seconds
+        self.rejections_ttl_days = rejections_ttl_days
         self.fault_plan = fault_plan or FaultPlan()
         self.stats = SinkStats()
-        self._sleep = sleep
         self._client: ClickHouseClient | None = None
         # chDB is one in-process engine: writes and the worker's report page share it.
         self._lock = threading.Lock()
@@ -193,6 +203,9 @@ class ClickHouseSink:
         """Connect and bring the schema up to date (idempotent)."""
         self._client = connect(self.location)
         self.migrate()
+        self._agree_on_window_size()
+        if self.rejections_ttl_days:
+            self.client.command(rejections_ttl_sql(self.location.database, self.rejections_ttl_days))
         if self.fault_plan.active:
             # Faults are for chunk writes; start-up must not be the thing that fails.
             self._client = FaultyClient(self._client, self.fault_plan)
@@ -225,6 +238,8 @@ class ClickHouseSink:
             for migration in pending_migrations(migrations(self.location.database), applied):
                 for statement in migration.statements:
                     self.client.command(statement)
+                if migration.apply is not None:
+                    migration.apply(self.client, self.location.database, self.window_seconds)
                 self.client.insert(
                     MIGRATIONS_TABLE,
                     [[migration.version, migration.description]],
@@ -235,61 +250,83 @@ class ClickHouseSink:
                 log.info("applied ClickHouse migration %d: %s", migration.version, migration.description)
             return done
 
-    def write_chunk(self, chunk: ChunkRows) -> int:
-        """Write a chunk, retrying with backoff until it succeeds; returns the attempts made.
-
-        Each step is idempotent (replacing tables, recomputed windows), so a retry after
-        a write that succeeded but reported failure doubles nothing.
-        """
-        delay = self.retry_initial_seconds
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                self._write_once(chunk)
-            except Exception as exc:  # any failure: the chunk must not be skipped
-                self.stats.write_failures += 1
-                if self.stats.retrying_since is None:
-                    self.stats.retrying_since = time.time()
-                log.warning(
-                    "ClickHouse write failed (attempt %d, %d events held, offsets not committed): %s; "
-                    "retrying in %.1f s",
-                    attempt,
-                    chunk.events,
-                    _one_line(exc),
-                    delay,
-                )
-                self._sleep(delay)
-                delay = min(delay * 2, self.retry_max_seconds)
-                continue
-            if attempt > 1:
-                log.warning("ClickHouse write succeeded after %d attempts", attempt)
-            self.stats.retrying_since = None
-            self.stats.chunks_written += 1
-            self.stats.events_written += chunk.events
-            self.stats.rejections_written += len(chunk.rejection_rows)
-            return attempt
-
-    def _write_once(self, chunk: ChunkRows) -> None:
+    def _agree_on_window_size(self) -> None:
+        """Every writer of a store must use one window size, or a replay would count twice."""
         with self._lock:
-            if chunk.event_rows:
+            rows = self.client.query(
+                f"SELECT value FROM {self.db}.{STORE_INFO_TABLE} FINAL WHERE name = 'window_seconds'"
+            ).result_rows
+            if not rows:
                 self.client.insert(
-                    "usage_events", chunk.event_rows, column_names=list(EVENT_COLUMNS), database=self.location.database
+                    STORE_INFO_TABLE, [["window_seconds", str(self.window_seconds)]],
+                    column_names=["name", "value"], database=self.location.database,
                 )
-                self.client.command(
-                    window_recompute_sql(self.location.database, chunk.touched_windows, self.window_seconds)
+            elif int(rows[0][0]) != self.window_seconds:
+                raise ConfigurationError(
+                    f"USAGE_WINDOW_SECONDS={self.window_seconds}, but the store at {self.location.display} "
+                    f"keeps {rows[0][0]} s windows; set USAGE_WINDOW_SECONDS={rows[0][0]} (or use a new store)"
                 )
-            if chunk.rejection_rows:
+
+    def answers(self) -> bool:
+        """Whether ClickHouse answers at all (tells an outage from a chunk it refuses)."""
+        try:
+            with self._lock:
+                self.client.query("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "does not answer"
+            return False
+
+    def lookup(self, ids_by_project: dict[str, list[str]]) -> dict[EventKey, StoredCopy]:
+        """The billed copy of each key that has one, by key (no FINAL, no history scan)."""
+        found: dict[EventKey, StoredCopy] = {}
+        for sql in lookup_statements(self.location.database, ids_by_project):
+            for project_id, event_id, topic, partition, offset, index, print_ in self.query_rows(sql):
+                found[(project_id, event_id)] = StoredCopy(Source(topic, int(partition), int(offset)), int(index), int(print_))
+        return found
+
+    def stored_contents(self, keys: list[EventKey]) -> dict[EventKey, tuple]:
+        """The compared content of billed copies (only for copies that may conflict)."""
+        by_project: dict[str, list[str]] = {}
+        for project_id, event_id in keys:
+            by_project.setdefault(project_id, []).append(event_id)
+        out: dict[EventKey, tuple] = {}
+        for sql in stored_content_statements(self.location.database, by_project):
+            for row in self.query_rows(sql):
+                values = dict(zip(STORED_CONTENT_COLUMNS, row, strict=True))
+                out[(values["project_id"], values["event_id"])] = content_from_stored(values)
+        return out
+
+    def write_rows(self, rows: ChunkRows) -> None:
+        """One attempt at writing a chunk, in the order that makes a crash anywhere harmless.
+
+        Dead letters first; then each message's window and tool rows; the billed events
+        last, because a stored event is what tells a replay "this message was written"
+        (stream_app/core/counting.py). A crash before the events leaves rows that the
+        replay rewrites under the same keys; a crash after them leaves nothing to do.
+        """
+        database = self.location.database
+        with self._lock:
+            if rows.rejection_rows:
+                self.client.insert("usage_rejections", rows.rejection_rows, column_names=list(REJECTION_COLUMNS), database=database)
+            if rows.window_rows:
                 self.client.insert(
-                    "usage_rejections",
-                    chunk.rejection_rows,
-                    column_names=list(REJECTION_COLUMNS),
-                    database=self.location.database,
+                    "usage_windows", rows.window_rows, column_names=list(WINDOW_COLUMNS), database=database,
+                    settings=_ANY_PARTITIONS,
                 )
+            if rows.tool_rows:
+                self.client.insert(
+                    "usage_tool_windows", rows.tool_rows, column_names=list(TOOL_COLUMNS), database=database,
+                    settings=_ANY_PARTITIONS,
+                )
+            if rows.event_rows:
+                self.client.insert("usage_events", rows.event_rows, column_names=list(EVENT_COLUMNS), database=database)
+        self.stats.chunks_written += 1
+        self.stats.events_written += rows.events
+        self.stats.rejections_written += len(rows.rejection_rows)
 
     def report(self, query: ReportQuery) -> list[dict[str, Any]]:
-        """Billing totals for `usage-pipeline report`."""
-        return report_records(query, self.query_rows(report_sql(self.location.database, query)))
+        """Billing totals for `usage-pipeline report`, from the window rows."""
+        return report_records(query, self.query_rows(report_sql(self.location.database, query, self.window_seconds)))
 
     def query_rows(self, sql: str) -> list[tuple]:
         """Run a read query and return its rows."""
@@ -319,19 +356,21 @@ class ClickHouseSink:
     ) -> RepriceSummary:
         """Price the stored events in `scope` again; rewrite the rows that change and their windows.
 
-        Idempotent: a row is re-inserted (with a newer `ingested_at`, so it replaces the
-        stored copy) only when its pricing would change, and afterwards every project
-        window of the scope whose totals differ from its events is recomputed. Not
-        retried: a failure raises, and running the same command again finishes the job.
+        The run takes the next price generation: changed events are re-inserted with it,
+        so they replace their stored copy whatever any clock says, and a worker replaying
+        an old message (generation 0) cannot bring the old price back. Then every message
+        whose events are newer than its window rows gets its windows rebuilt from its
+        events, with the same generation; that also finishes a run that stopped between
+        the two steps. Not retried: a failure raises, and running it again finishes the job.
         """
         summary = RepriceSummary(dry_run=dry_run)
-        ingested_at = now or datetime.now(timezone.utc)
         database = self.location.database
+        generation = int(self.query_rows(f"SELECT max(price_generation) FROM {self.db}.usage_events")[0][0] or 0) + 1
         key_at = (EVENT_COLUMNS.index("project_id"), EVENT_COLUMNS.index("event_id"))
         after: tuple[str, str] | None = None
         while True:
             rows = self.query_rows(reprice_page_sql(database, scope, after, page_size))
-            changed, _ = reprice_rows(rows, pricer, ingested_at=ingested_at, summary=summary)
+            changed = reprice_rows(rows, pricer, generation=generation, summary=summary)
             if changed and not dry_run:
                 with self._lock:
                     self.client.insert("usage_events", changed, column_names=list(EVENT_COLUMNS), database=database)
@@ -340,17 +379,29 @@ class ClickHouseSink:
             after = (rows[-1][key_at[0]], rows[-1][key_at[1]])
         if dry_run:
             return summary
-        stale = [
-            (project_id, datetime.fromtimestamp(start, timezone.utc))
-            for project_id, start in self.query_rows(stale_windows_sql(database, scope, self.window_seconds))
-        ]
-        for i in range(0, len(stale), 500):
-            with self._lock:
-                self.client.command(window_recompute_sql(database, stale[i : i + 500], self.window_seconds))
-        summary.windows_recomputed = len(stale)
-        if summary.changed or stale:
-            log.info("repriced %d events, recomputed %d windows", summary.changed, len(stale))
+        summary.windows_recomputed = self.rebuild_stale_windows(scope)
+        if summary.changed or summary.windows_recomputed:
+            log.info(
+                "repriced %d events (generation %d), rebuilt the windows of %d messages",
+                summary.changed, generation, summary.windows_recomputed,
+            )
         return summary
+
+    def rebuild_stale_windows(self, scope: EventScope, batch: int = 500) -> int:
+        """Rebuild the windows of messages whose events were repriced after them; returns how many."""
+        database = self.location.database
+        stale: dict[str, list[tuple[str, int, int]]] = {}
+        for project_id, topic, partition, offset, _generation in self.query_rows(stale_messages_sql(database, scope)):
+            stale.setdefault(project_id, []).append((topic, int(partition), int(offset)))
+        for project_id, sources in stale.items():
+            for i in range(0, len(sources), batch):
+                listed = ", ".join(f"({quote_string(t)}, {p}, {o})" for t, p, o in sources[i : i + batch])
+                where = f"project_id = {quote_string(project_id)} AND (kafka_topic, kafka_partition, kafka_offset) IN ({listed})"
+                with self._lock:
+                    self.client.command(
+                        message_windows_insert_sql(database, where, window_seconds=self.window_seconds)
+                    )
+        return sum(len(s) for s in stale.values())
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,7 +1,7 @@
 """Billing queries, built as exact SQL strings by pure functions (tested as strings).
 
-Every total reads `usage_events FINAL`: one row per (project_id, event_id), so an event
-that arrived twice is counted and billed once.
+Billing totals read the window rows (`report_sql`); the pricing tools (`prices missing`,
+`prices compare`, `reprice`) read billed events, one row per (project_id, event_id).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ GROUP_KEYS: dict[str, tuple[str, ...]] = {
     "agent": ("project_id", "agent_name"),
     "session": ("project_id", "session_id"),
     "model": ("provider", "model"),
+    "tool": ("project_id", "tool_name"),
 }
 
 TOTAL_COLUMNS: tuple[str, ...] = (
@@ -34,41 +35,117 @@ TOTAL_COLUMNS: tuple[str, ...] = (
     "unpriced_events",
 )
 
+TOOL_COLUMNS: tuple[str, ...] = ("calls", "errors", "avg_duration_ms", "p95_duration_ms")
+
+# `report --every` takes these, and any whole multiple of the window size in seconds.
+EVERY_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_every(text: str, window_seconds: int) -> int:
+    """`5m` -> 300, checked to be a whole multiple of the window size."""
+    unit = text[-1:].lower()
+    try:
+        seconds = int(text[:-1]) * EVERY_UNITS[unit]
+    except (KeyError, ValueError):
+        raise ValueError(f"--every {text!r}: use a number and a unit, e.g. 1m, 5m, 1h, 1d") from None
+    if seconds <= 0 or seconds % window_seconds:
+        raise ValueError(
+            f"--every {text}: buckets must be whole multiples of the {window_seconds} s window "
+            f"(USAGE_WINDOW_SECONDS)"
+        )
+    return seconds
+
 
 @dataclass(frozen=True)
 class ReportQuery:
-    """What `usage-pipeline report` asks for."""
+    """What `usage-pipeline report` asks for. `every` is a bucket size in seconds, or None."""
 
     group_by: str
     project: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    every: int | None = None
 
     def __post_init__(self) -> None:
         if self.group_by not in GROUP_KEYS:
             raise ValueError(f"group_by must be one of {', '.join(GROUP_KEYS)}, not {self.group_by!r}")
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError(f"--since {self.since.isoformat()} is not before --until {self.until.isoformat()}")
+        if self.every is not None and self.every <= 0:
+            raise ValueError("--every must be positive")
 
     @property
     def key_columns(self) -> tuple[str, ...]:
         return GROUP_KEYS[self.group_by]
 
     @property
+    def value_columns(self) -> tuple[str, ...]:
+        return TOOL_COLUMNS if self.group_by == "tool" else TOTAL_COLUMNS
+
+    @property
     def columns(self) -> tuple[str, ...]:
-        return self.key_columns + TOTAL_COLUMNS
+        bucket = ("window_start",) if self.every else ()
+        return self.key_columns + bucket + self.value_columns
 
 
-def report_sql(database: str, query: ReportQuery) -> str:
-    """Billing totals per group, largest cost first, over [since, until)."""
-    keys = ", ".join(query.key_columns)
-    where = _where_clause(query)
-    return (
-        f"SELECT {keys}, count() AS events, sum(input_tokens) AS input_tokens, "
-        "sum(output_tokens) AS output_tokens, sum(cache_read_tokens) AS cache_read_tokens, "
-        "sum(cache_write_tokens) AS cache_write_tokens, sum(reasoning_tokens) AS reasoning_tokens, "
-        "sum(cost_usd) AS cost_usd, countIf(price_status != 'priced') AS unpriced_events "
-        f"FROM {quote_identifier(database)}.usage_events FINAL{where} "
-        f"GROUP BY {keys} ORDER BY cost_usd DESC, {keys}"
+def window_range(query: ReportQuery, window_seconds: int) -> tuple[int | None, int | None]:
+    """[since, until) widened to whole windows (whole buckets with `--every`), as epoch seconds."""
+    size_us = (query.every or window_seconds) * 1_000_000
+    since = None if query.since is None else _epoch_micros(query.since) // size_us * size_us // 1_000_000
+    until = None if query.until is None else -(-_epoch_micros(query.until) // size_us) * size_us // 1_000_000
+    return since, until
+
+
+def report_sql(database: str, query: ReportQuery, window_seconds: int) -> str:
+    """Totals per group (and bucket) from the window rows, largest first.
+
+    Reads `usage_windows` (or `usage_tool_windows`): a few rows per window and source
+    message, never raw events, so the cost follows the range asked for, not the history.
+    `FINAL` collapses a message's rewrites within its month partition.
+    """
+    db = quote_identifier(database)
+    conditions = [] if query.group_by == "tool" else [f"grouping = {quote_string(query.group_by)}"]
+    if query.project is not None:
+        conditions.append(f"project_id = {quote_string(query.project)}")
+    since, until = window_range(query, window_seconds)
+    if since is not None:
+        conditions.append(f"window_start >= toDateTime({since}, 'UTC')")
+    if until is not None:
+        conditions.append(f"window_start < toDateTime({until}, 'UTC')")
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
+    keys = list(query.key_columns)
+    selected = list(keys)
+    if query.every:
+        selected.append(f"toDateTime(intDiv(toUInt32(window_start), {int(query.every)}) * {int(query.every)}, 'UTC') AS bucket")
+        keys.append("bucket")
+    group = ", ".join(keys)
+    if query.group_by == "tool":
+        values = (
+            "sum(calls) AS calls, sum(errors) AS errors, sum(length(durations_ms)) AS timed, "
+            "if(timed = 0, NULL, avgArray(durations_ms)) AS avg_duration_ms, "
+            "if(timed = 0, NULL, quantileExactArray(0.95)(durations_ms)) AS p95_duration_ms"
+        )
+        table, order = "usage_tool_windows", "calls DESC"
+        outer = ", ".join([*keys, *TOOL_COLUMNS])
+        return (
+            f"SELECT {outer} FROM (SELECT {', '.join(selected)}, {values} FROM {db}.{table} FINAL{where} "
+            f"GROUP BY {group}) ORDER BY {'bucket, ' if query.every else ''}{order}, {', '.join(query.key_columns)}"
+            f"{_FINAL_SETTINGS}"
+        )
+    values = (
+        "sum(events) AS events, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+        "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
+        "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_usd) AS cost_usd, sum(unpriced_events) AS unpriced_events"
     )
+    return (
+        f"SELECT {', '.join(selected)}, {values} FROM {db}.usage_windows FINAL{where} GROUP BY {group} "
+        f"ORDER BY {'bucket, ' if query.every else ''}cost_usd DESC, {', '.join(query.key_columns)}{_FINAL_SETTINGS}"
+    )
+
+
+# A message's rows share a window_start and so a month partition: FINAL never needs to
+# merge across partitions, which keeps it a streaming merge of the rows in range.
+_FINAL_SETTINGS = " SETTINGS do_not_merge_across_partitions_select_final = 1"
 
 
 def _where_clause(query: ReportQuery | EventScope) -> str:
@@ -96,17 +173,22 @@ def _epoch_micros(moment: datetime) -> int:
 
 
 def report_records(query: ReportQuery, rows: list[tuple]) -> list[dict[str, Any]]:
-    """Rows as the JSON records SPEC.md §4 fixes: ints for tokens, a decimal string for cost."""
+    """Rows as the JSON records SPEC.md §4 fixes: ints for counts, a decimal string for cost."""
     records = []
     for row in rows:
         record = dict(zip(query.columns, row, strict=True))
         if "session_id" in record and record["session_id"] == "":
             record["session_id"] = None
-        for name in TOTAL_COLUMNS:
+        if "window_start" in record:
+            record["window_start"] = _rfc3339(record["window_start"])
+        for name in query.value_columns:
+            value = record[name]
             if name == "cost_usd":
-                record[name] = format_money(Decimal(record[name]))
+                record[name] = format_money(Decimal(value))
+            elif name in ("avg_duration_ms", "p95_duration_ms"):
+                record[name] = None if value is None else float(value)
             else:
-                record[name] = int(record[name])
+                record[name] = int(value)
         records.append(record)
     return records
 
@@ -213,39 +295,6 @@ def reprice_page_sql(database: str, scope: EventScope, after: tuple[str, str] | 
         f"SELECT {', '.join(EVENT_COLUMNS)} FROM {quote_identifier(database)}.usage_events FINAL{where} "
         f"ORDER BY project_id, event_id LIMIT {int(limit)}"
     )
-
-
-def stale_windows_sql(database: str, scope: EventScope, window_seconds: int) -> str:
-    """(project_id, window start) of project windows whose stored totals differ from their events.
-
-    Covers every window that overlaps the scope. A window row missing altogether is stale
-    too (the LEFT JOIN leaves zeros). Recomputing these makes windows follow the events
-    even if an earlier run stopped between rewriting events and rewriting windows.
-    """
-    db = quote_identifier(database)
-    conditions = []
-    if scope.project is not None:
-        conditions.append(f"project_id = {quote_string(scope.project)}")
-    if scope.since is not None:
-        first = int(scope.since.timestamp()) // int(window_seconds) * int(window_seconds)
-        conditions.append(f"window_start >= toDateTime({first}, 'UTC')")
-    if scope.until is not None:
-        conditions.append(f"window_start < fromUnixTimestamp64Micro({_epoch_micros(scope.until)}, 'UTC')")
-    events_where = " WHERE " + " AND ".join(conditions) if conditions else ""
-    windows_where = " WHERE " + " AND ".join(["grouping = 'project'", *conditions])
-    return f"""SELECT e.project_id, toUInt32(e.window_start) AS start
-FROM (
-    SELECT project_id, window_start, count() AS events, sum(cost_usd) AS cost_usd,
-        countIf(price_status != 'priced') AS unpriced_events
-    FROM {db}.usage_events FINAL{events_where}
-    GROUP BY project_id, window_start
-) AS e
-LEFT JOIN (
-    SELECT project_id, window_start, events, cost_usd, unpriced_events
-    FROM {db}.usage_windows FINAL{windows_where}
-) AS w ON e.project_id = w.project_id AND e.window_start = w.window_start
-WHERE w.events != e.events OR w.cost_usd != e.cost_usd OR w.unpriced_events != e.unpriced_events
-ORDER BY e.project_id, start"""
 
 
 def pricing_records(columns: tuple[str, ...], rows: list[tuple]) -> list[dict[str, Any]]:

@@ -1,23 +1,25 @@
 """The ClickHouse schema, as numbered migrations built by pure functions.
 
-One DDL for the embedded engine (chDB) and a real server (25.x+). Exactness is by
-construction (SPEC.md §3):
+One DDL for the embedded engine (chDB) and a real server (25.x+). The layout (README,
+"How the store works") keeps every write proportional to the chunk and every billing
+read proportional to the windows it asks for, whatever history is stored:
 
-- `usage_events` is a ReplacingMergeTree keyed by (project_id, event_id): however often
-  an event arrives, `FINAL` reads (and background merges) keep one row. No partitioning
-  by time, because replacement only happens within a partition and a re-sent event must
-  always meet its first copy.
-- `usage_windows` rows are not incremented, they are *recomputed* from the deduplicated
-  events of the windows a chunk touched (`window_recompute_sql`) and replace the previous
-  row by a newer `version`. Replaying a chunk, or an event arriving hours late, rewrites
-  the same exact totals; no materialized view counts a duplicate insert.
+- `usage_events`: one row per billed event, ordered by (project_id, event_id): the
+  idempotency index. A chunk looks its keys up (time-ordered UUIDv7 ids cluster at the
+  end of the key range, so fresh traffic reads a few granules); nothing ever reads it
+  with FINAL on the hot path. Versioned by `price_generation` (a reprice run's number),
+  never by a wall clock.
+- `usage_windows` / `usage_tool_windows`: one row per (window, source message), written
+  before the events of that message: a replay of the message rewrites the same key,
+  so ReplacingMergeTree keeps one contribution however often it is written, and
+  billing queries sum these rows (`FINAL`, within a month partition) instead of raw events.
+- `usage_rejections`: every dead letter, kept for a configurable time.
 """
-
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
 MIGRATIONS_TABLE = "schema_migrations"
 
@@ -27,6 +29,9 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    # A step that needs more than DDL (moving data); re-runnable after a crash.
+    # Called as apply(client, database, window_seconds).
+    apply: Callable[[Any, str, int], None] | None = None
 
 
 def quote_identifier(name: str) -> str:
@@ -127,6 +132,135 @@ ORDER BY (kafka_topic, kafka_partition, kafka_offset, batch_index)""",
                 "price_detail LowCardinality(String) DEFAULT '' AFTER catalog_model",
             ),
         ),
+        Migration(
+            3,
+            "windows per source message, events versioned by price generation",
+            (),
+            apply=_upgrade_to_message_windows,
+        ),
+    )
+
+
+def _upgrade_to_message_windows(client: Any, database: str, window_seconds: int) -> None:
+    # Imported here: the data move needs the core, plain DDL building does not.
+    from stream_app.sink.upgrade import upgrade_to_message_windows
+
+    upgrade_to_message_windows(client, database, window_seconds)
+
+
+def events_table_sql(database: str, table: str = "usage_events") -> str:
+    """The billed events: one row per (project_id, event_id), the first accepted copy."""
+    return f"""CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.{quote_identifier(table)} (
+    event_id String,
+    project_id LowCardinality(String),
+    timestamp DateTime64(6, 'UTC'),
+    window_start DateTime('UTC'),
+    source LowCardinality(String),
+    agent_name LowCardinality(String),
+    session_id String,
+    handoff_chain Array(String),
+    operation LowCardinality(String),
+    method LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    input_tokens UInt64,
+    output_tokens UInt64,
+    cache_read_tokens UInt64,
+    cache_write_tokens UInt64,
+    reasoning_tokens UInt64,
+    tool_call_count UInt32,
+    tool_calls String,
+    finish_reason LowCardinality(String),
+    duration_ms Nullable(Float64),
+    error Nullable(String),
+    cost_usd Decimal(38, 18),
+    price_status LowCardinality(String),
+    price_source LowCardinality(String),
+    catalog_provider LowCardinality(String),
+    catalog_model LowCardinality(String),
+    price_detail LowCardinality(String),
+    provider_cost_usd Nullable(Decimal(38, 18)),
+    provider_metadata String,
+    context String,
+    kafka_topic LowCardinality(String),
+    kafka_partition UInt32,
+    kafka_offset UInt64,
+    batch_index Int32,
+    fingerprint UInt64,
+    price_generation UInt32,
+    ingested_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(price_generation)
+ORDER BY (project_id, event_id)
+SETTINGS index_granularity = 1024"""
+
+
+def windows_table_sql(database: str) -> str:
+    """Window totals per (grouping key, window, source message)."""
+    return f"""CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.usage_windows (
+    grouping LowCardinality(String),
+    project_id LowCardinality(String),
+    agent_name LowCardinality(String),
+    session_id String,
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    window_start DateTime('UTC'),
+    window_seconds UInt32,
+    src_topic LowCardinality(String),
+    src_partition UInt32,
+    src_offset UInt64,
+    events UInt64,
+    input_tokens UInt64,
+    output_tokens UInt64,
+    cache_read_tokens UInt64,
+    cache_write_tokens UInt64,
+    reasoning_tokens UInt64,
+    cost_usd Decimal(38, 18),
+    unpriced_events UInt64,
+    failed_events UInt64,
+    tool_calls UInt64,
+    version UInt32
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (project_id, grouping, window_start, agent_name, session_id, provider, model, src_topic, src_partition, src_offset)"""
+
+
+def tool_windows_table_sql(database: str) -> str:
+    """Tool calls per (project, agent, tool, window, source message), durations kept whole."""
+    return f"""CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.usage_tool_windows (
+    project_id LowCardinality(String),
+    agent_name LowCardinality(String),
+    tool_name LowCardinality(String),
+    window_start DateTime('UTC'),
+    window_seconds UInt32,
+    src_topic LowCardinality(String),
+    src_partition UInt32,
+    src_offset UInt64,
+    calls UInt64,
+    errors UInt64,
+    durations_ms Array(Float64),
+    version UInt32
+) ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (project_id, window_start, agent_name, tool_name, src_topic, src_partition, src_offset)"""
+
+
+STORE_INFO_TABLE = "store_info"
+
+
+def store_info_table_sql(database: str) -> str:
+    """Facts about the store that every writer must agree on (e.g. the window size)."""
+    return f"""CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.{STORE_INFO_TABLE} (
+    name String,
+    value String
+) ENGINE = ReplacingMergeTree
+ORDER BY name"""
+
+
+def rejections_ttl_sql(database: str, days: int) -> str:
+    """Keep dead letters (which may hold text a producer should not have sent) for `days`."""
+    return (
+        f"ALTER TABLE {quote_identifier(database)}.usage_rejections "
+        f"MODIFY TTL toDateTime(rejected_at) + INTERVAL {int(days)} DAY"
     )
 
 
@@ -148,53 +282,3 @@ def pending_migrations(all_migrations: Iterable[Migration], applied: Iterable[in
     """Migrations not yet recorded as applied, oldest first."""
     done = set(applied)
     return [m for m in sorted(all_migrations, key=lambda m: m.version) if m.version not in done]
-
-
-def window_recompute_sql(database: str, windows: Iterable[tuple[str, datetime]], window_seconds: int) -> str:
-    """Rewrite the project, agent and session windows of the given (project, start) pairs.
-
-    Totals come from `usage_events FINAL`, so they count each event_id once however
-    often it was inserted; `now64(9)` orders rewrites, and the last one read every row
-    inserted before it started.
-    """
-    pairs = sorted(set(windows))
-    if not pairs:
-        raise ValueError("no windows to recompute")
-    db = quote_identifier(database)
-    in_list = ", ".join(f"({quote_string(p)}, {int(start.timestamp())})" for p, start in pairs)
-    return f"""INSERT INTO {db}.usage_windows
-SELECT
-    g.1 AS grouping,
-    ev_project AS project_id,
-    g.2 AS agent_name,
-    g.3 AS session_id,
-    ev_window AS window_start,
-    {int(window_seconds)} AS window_seconds,
-    count() AS events,
-    sum(ev_input) AS input_tokens,
-    sum(ev_output) AS output_tokens,
-    sum(ev_cache_read) AS cache_read_tokens,
-    sum(ev_cache_write) AS cache_write_tokens,
-    sum(ev_reasoning) AS reasoning_tokens,
-    sum(ev_cost) AS cost_usd,
-    countIf(ev_status != 'priced') AS unpriced_events,
-    now64(9) AS version
-FROM (
-    SELECT
-        project_id AS ev_project,
-        agent_name AS ev_agent,
-        session_id AS ev_session,
-        window_start AS ev_window,
-        input_tokens AS ev_input,
-        output_tokens AS ev_output,
-        cache_read_tokens AS ev_cache_read,
-        cache_write_tokens AS ev_cache_write,
-        reasoning_tokens AS ev_reasoning,
-        cost_usd AS ev_cost,
-        price_status AS ev_status
-    FROM {db}.usage_events FINAL
-    WHERE (project_id, toUInt32(window_start)) IN ({in_list})
-)
-ARRAY JOIN [('project', '', ''), ('agent', ev_agent, ''), ('session', '', ev_session)] AS g
-WHERE NOT (g.1 = 'session' AND g.3 = '')
-GROUP BY grouping, project_id, agent_name, session_id, window_start"""

@@ -13,7 +13,8 @@ class WorkerMetrics:
     messages: int = 0
     events_accepted: int = 0
     events_unpriced: int = 0
-    duplicates_in_chunk: int = 0
+    duplicates: int = 0
+    isolated_messages: int = 0
     chunks: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     sink_retries: int = 0
@@ -24,7 +25,8 @@ class WorkerMetrics:
             "messages": self.messages,
             "events_accepted": self.events_accepted,
             "events_unpriced": self.events_unpriced,
-            "duplicates_in_chunk": self.duplicates_in_chunk,
+            "duplicates": self.duplicates,
+            "isolated_messages": self.isolated_messages,
             "chunks": self.chunks,
             "dead_letters": dict(self.dead_letters),
             "dead_letters_total": sum(self.dead_letters.values()),
@@ -54,10 +56,16 @@ def render_prometheus(
     metric("usage_events_accepted_total", "counter", "Events validated, priced and written.", [("", metrics.events_accepted)])
     metric("usage_events_unpriced_total", "counter", "Accepted events with no catalog price.", [("", metrics.events_unpriced)])
     metric(
-        "usage_duplicates_dropped_total",
+        "usage_duplicates_total",
         "counter",
-        "Events whose event_id repeated inside one chunk (later copies replace earlier ones).",
-        [("", metrics.duplicates_in_chunk)],
+        "Identical later copies of billed events (same project_id and event_id, same content): not billed again.",
+        [("", metrics.duplicates)],
+    )
+    metric(
+        "usage_isolated_messages_total",
+        "counter",
+        "Messages ClickHouse refused on their own while answering otherwise: dead-lettered as sink_rejected.",
+        [("", metrics.isolated_messages)],
     )
     metric(
         "usage_dead_letters_total",

@@ -1,0 +1,114 @@
+"""Key look-ups on the billed events, built as exact SQL strings by pure functions.
+
+A chunk asks "which of these (project_id, event_id) keys are billed already, and from
+which message?" The table is ordered by exactly that key, so ClickHouse reads only the
+granules the ids fall in: a cost that follows the chunk, not the history. Ids go in
+bounded lists (`IDS_PER_STATEMENT`), so no statement outgrows `max_query_size`
+however large or spread out a chunk is (a backfill of a month in one chunk included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from stream_app.sink.queries import EventScope, _epoch_micros
+from stream_app.sink.schema import quote_identifier, quote_string
+
+# 1,000 ids of up to 128 characters stay far below the 262,144-byte default max_query_size.
+IDS_PER_STATEMENT = 1000
+
+LOOKUP_COLUMNS: tuple[str, ...] = (
+    "project_id",
+    "event_id",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "batch_index",
+    "fingerprint",
+)
+
+# Everything `content_from_stored` compares, plus the key.
+STORED_CONTENT_COLUMNS: tuple[str, ...] = (
+    "project_id",
+    "event_id",
+    "timestamp",
+    "source",
+    "agent_name",
+    "session_id",
+    "handoff_chain",
+    "operation",
+    "method",
+    "provider",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "tool_calls",
+    "finish_reason",
+    "duration_ms",
+    "error",
+    "provider_cost_usd",
+    "provider_metadata",
+    "context",
+)
+
+
+def lookup_statements(database: str, ids_by_project: dict[str, list[str]]) -> Iterator[str]:
+    """Statements that return `LOOKUP_COLUMNS` for every stored key among the ids."""
+    yield from _keyed_statements(database, ids_by_project, LOOKUP_COLUMNS)
+
+
+def stored_content_statements(database: str, ids_by_project: dict[str, list[str]]) -> Iterator[str]:
+    """Statements that return `STORED_CONTENT_COLUMNS` of the stored copies of the ids."""
+    yield from _keyed_statements(database, ids_by_project, STORED_CONTENT_COLUMNS)
+
+
+def _keyed_statements(database: str, ids_by_project: dict[str, list[str]], columns: tuple[str, ...]) -> Iterator[str]:
+    db = quote_identifier(database)
+    selected = ", ".join(columns)
+    for project_id in sorted(ids_by_project):
+        ids = ids_by_project[project_id]
+        for i in range(0, len(ids), IDS_PER_STATEMENT):
+            listed = ", ".join(quote_string(event_id) for event_id in ids[i : i + IDS_PER_STATEMENT])
+            # LIMIT 1 BY: a repriced event has a row per generation until they merge.
+            yield (
+                f"SELECT {selected} FROM {db}.usage_events "
+                f"WHERE project_id = {quote_string(project_id)} AND event_id IN ({listed}) "
+                f"ORDER BY price_generation DESC LIMIT 1 BY project_id, event_id"
+            )
+
+
+def stale_messages_sql(database: str, scope: EventScope) -> str:
+    """Messages with events in `scope` repriced after their window rows were written.
+
+    Returns (project_id, topic, partition, offset, newest price generation). A message
+    without window rows at all counts as generation 0 there.
+    """
+    db = quote_identifier(database)
+    conditions = []
+    if scope.project is not None:
+        conditions.append(f"project_id = {quote_string(scope.project)}")
+    if scope.since is not None:
+        conditions.append(f"timestamp >= fromUnixTimestamp64Micro({_epoch_micros(scope.since)}, 'UTC')")
+    if scope.until is not None:
+        conditions.append(f"timestamp < fromUnixTimestamp64Micro({_epoch_micros(scope.until)}, 'UTC')")
+    where = " AND ".join(["price_generation > 0", *conditions])
+    window_conditions = ["grouping = 'project'"]
+    if scope.project is not None:
+        window_conditions.append(f"project_id = {quote_string(scope.project)}")
+    return f"""SELECT e.project_id, e.kafka_topic, e.kafka_partition, e.kafka_offset, e.generation
+FROM (
+    SELECT project_id, kafka_topic, kafka_partition, kafka_offset, max(price_generation) AS generation
+    FROM {db}.usage_events FINAL WHERE {where}
+    GROUP BY project_id, kafka_topic, kafka_partition, kafka_offset
+) AS e
+LEFT JOIN (
+    SELECT project_id, src_topic, src_partition, src_offset, max(version) AS version
+    FROM {db}.usage_windows FINAL WHERE {" AND ".join(window_conditions)}
+    GROUP BY project_id, src_topic, src_partition, src_offset
+) AS w ON e.project_id = w.project_id AND e.kafka_topic = w.src_topic
+    AND e.kafka_partition = w.src_partition AND e.kafka_offset = w.src_offset
+WHERE e.generation > w.version
+ORDER BY e.project_id, e.kafka_topic, e.kafka_partition, e.kafka_offset"""
