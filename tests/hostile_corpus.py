@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from stream_app.core.decode import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, RejectReason
+from stream_app.core.decode import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, REMOVED_MARKER, RejectReason
 from tests.factories import OMIT, make_event_dict
 
 PROJECT = "proj-hostile"
@@ -229,6 +229,19 @@ def build_corpus(now: datetime, *, project: str = PROJECT) -> list[HostileCase]:
         "duplicate_key_last_one_bad",
         "invalid_event",
         lambda t: t[:-1] + ',"usage":{"input_tokens":-5,"output_tokens":1}}',
+    )
+
+    # --- prompt text a producer should not have sent (kept out of every table) -----------
+    def prompt_event(name: str, context: dict[str, Any], redacted_context: dict[str, Any]) -> None:
+        event = ev(context=context)
+        letter = ExpectedLetter(RejectReason.PROMPT_TEXT_IN_CONTEXT, None, compact({**event, "context": redacted_context}))
+        cases.append(HostileCase(name, compact(event), key, (letter,)))
+
+    prompt_event("prompt_in_context", {"prompt": "SECRET-PROMPT tell me"}, {"prompt": REMOVED_MARKER})
+    prompt_event(
+        "messages_nested_in_context",
+        {"region": "eu", "request": {"messages": [{"role": "user", "content": "SECRET-PROMPT"}]}},
+        {"region": "eu", "request": {"messages": REMOVED_MARKER}},
     )
 
     # --- batches mixing good and bad events --------------------------------------------

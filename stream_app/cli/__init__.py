@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "stream_app.cli.report_cmd",
     "stream_app.cli.dlq_cmd",
     "stream_app.cli.ingest_cmd",
+    "stream_app.cli.keys_cmd",
     "stream_app.cli.prices_cmd",
     "stream_app.cli.reprice_cmd",
 )

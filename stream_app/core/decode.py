@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from schemas import UsageTrackingEvent
 from schemas.event import MAX_OBJECT_JSON_BYTES
+from schemas.validation_errors import error_field_path, error_message
 
 MAX_BATCH_EVENTS = 1000
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -30,6 +31,10 @@ MAX_NESTING_DEPTH = 64
 # otherwise make a 12 MB detail (and a dead letter no broker accepts).
 MAX_ERRORS_IN_DETAIL = 20
 _FREE_FORM_FIELDS = ("context", "provider_metadata")
+# `context` keys that hold prompt or completion text, which a metering pipeline must not
+# store (USAGE_CONTEXT_DENY_KEYS overrides; an empty set turns the check off).
+DEFAULT_DENIED_CONTEXT_KEYS = frozenset({"prompt", "messages", "content", "completion"})
+REMOVED_MARKER = "<removed by the usage pipeline: possible prompt text>"
 
 
 class RejectReason:
@@ -46,6 +51,11 @@ class RejectReason:
     INVALID_EVENT = "invalid_event"
     FUTURE_TIMESTAMP = "future_timestamp"
     PROJECT_KEY_MISMATCH = "project_key_mismatch"
+    PROMPT_TEXT_IN_CONTEXT = "prompt_text_in_context"
+    # Decided at write time, against what is already billed (stream_app/core/counting.py):
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"
+    # Valid, but ClickHouse refused its message again and again while answering otherwise:
+    SINK_REJECTED = "sink_rejected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,8 @@ class Rejection:
     event_id: str | None = None
     project_id: str | None = None
     raw_size: int | None = None  # size of the original when `raw` is only its prefix
+    # (field path, message) of each problem, for answers that list them (ingest-http's 422)
+    problems: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +105,7 @@ def decode_message(
     *,
     now: datetime,
     max_future_skew: timedelta,
+    denied_context_keys: frozenset[str] = DEFAULT_DENIED_CONTEXT_KEYS,
 ) -> DecodeResult:
     """Turn one Kafka message value into valid events and rejections; never raises."""
     raw = value or b""
@@ -145,6 +158,7 @@ def decode_message(
             now=now,
             max_future_skew=max_future_skew,
             expected_project=expected_project,
+            denied_context_keys=denied_context_keys,
         )
         if isinstance(outcome, Rejection):
             rejections.append(outcome)
@@ -162,19 +176,26 @@ def decode_item(
     now: datetime,
     max_future_skew: timedelta,
     expected_project: str | None,
+    denied_context_keys: frozenset[str] = DEFAULT_DENIED_CONTEXT_KEYS,
 ) -> DecodedEvent | Rejection:
     """Validate one parsed JSON value as an event against every SPEC.md §1 rule.
 
     `raw` is the item's original bytes, or the spans of the batch it is element `index`
     of (its bytes are found only if it is rejected); None re-encodes the item.
     """
-    def reject(reason: str, detail: str) -> Rejection:
-        if isinstance(raw, ElementSpans):
+    def reject(
+        reason: str, detail: str, field: str = "", problems: tuple[tuple[str, str], ...] = (), redact: bool = False
+    ) -> Rejection:
+        if redact:
+            # The original bytes are exactly what must not be kept: keep the event without them.
+            item_raw = _item_bytes(_without_denied_keys(item, denied_context_keys))
+        elif isinstance(raw, ElementSpans):
             item_raw = raw.element_bytes(index, item) if index is not None else _item_bytes(item)
         else:
             item_raw = raw if raw is not None else _item_bytes(item)
         return Rejection(
-            reason, detail, origin, index, item_raw, _str_field(item, "event_id"), _str_field(item, "project_id")
+            reason, detail, origin, index, item_raw, _str_field(item, "event_id"), _str_field(item, "project_id"),
+            problems=problems or ((field, detail),),
         )
 
     if not isinstance(item, dict):
@@ -184,14 +205,24 @@ def decode_item(
         return reject(
             RejectReason.UNSUPPORTED_SCHEMA_VERSION,
             f"schema_version is {version!r}; this consumer reads version 1",
+            "schema_version",
+        )
+    denied = _denied_context_path(item, denied_context_keys)
+    if denied is not None:
+        return reject(
+            RejectReason.PROMPT_TEXT_IN_CONTEXT,
+            f"{_printable(denied)}: this context key may hold prompt or completion text, which usage events must "
+            "not carry (USAGE_CONTEXT_DENY_KEYS); the value was removed from this dead letter",
+            _printable(denied),
+            redact=True,
         )
     problem = _free_form_problem(item)
     if problem is not None:
-        return reject(RejectReason.INVALID_EVENT, problem)
+        return reject(RejectReason.INVALID_EVENT, problem, problem.partition(":")[0])
     try:
         event = UsageTrackingEvent.model_validate(item)
     except ValidationError as exc:
-        return reject(RejectReason.INVALID_EVENT, describe_validation_error(exc))
+        return reject(RejectReason.INVALID_EVENT, describe_validation_error(exc), problems=_field_problems(exc))
     except Exception as exc:  # noqa: BLE001 - a validator that raised the wrong type is still a bad event
         return reject(RejectReason.INVALID_EVENT, f"event could not be validated: {type(exc).__name__}: {exc}")
     if event.timestamp - now > max_future_skew:
@@ -199,14 +230,57 @@ def decode_item(
             RejectReason.FUTURE_TIMESTAMP,
             f"timestamp {event.timestamp.isoformat()} is more than {int(max_future_skew.total_seconds())} s "
             f"after the consumer's clock ({now.isoformat()})",
+            "timestamp",
         )
     if expected_project is not None and event.project_id != expected_project:
         return reject(
             RejectReason.PROJECT_KEY_MISMATCH,
             f"project_id {event.project_id!r} differs from the message key {expected_project!r}; "
             "the key must be the project_id",
+            "project_id",
         )
     return DecodedEvent(event, origin, index)
+
+
+def _field_problems(exc: ValidationError) -> tuple[tuple[str, str], ...]:
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    return tuple((error_field_path(err["loc"]), error_message(err)) for err in errors[:MAX_ERRORS_IN_DETAIL])
+
+
+def _denied_context_path(item: dict[str, Any], denied: frozenset[str]) -> str | None:
+    """The path of the first denied key anywhere inside `context`, or None.
+
+    Nested keys count too: `{"request": {"messages": [...]}}` carries prompt text as surely
+    as a top-level `messages`. Depth is bounded like the free-form check's.
+    """
+    context = item.get("context")
+    if not denied or not isinstance(context, dict) or not context:
+        return None
+    stack: list[tuple[Any, str, int]] = [(context, "context", 1)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_NESTING_DEPTH:
+            continue  # the free-form check rejects it for its depth
+        for key, child in node.items() if isinstance(node, dict) else enumerate(node):
+            child_path = f"{path}.{key}" if isinstance(node, dict) else f"{path}[{key}]"
+            if isinstance(key, str) and key in denied:
+                return child_path
+            if isinstance(child, (dict, list)) and child:
+                stack.append((child, child_path, depth + 1))
+    return None
+
+
+def _without_denied_keys(value: Any, denied: frozenset[str], depth: int = 0) -> Any:
+    """A copy of an event with the values of denied `context` keys replaced by a marker."""
+    if depth == 0:
+        return {k: (_without_denied_keys(v, denied, 1) if k == "context" else v) for k, v in value.items()}
+    if depth > MAX_NESTING_DEPTH:
+        return REMOVED_MARKER
+    if isinstance(value, dict):
+        return {k: (REMOVED_MARKER if k in denied else _without_denied_keys(v, denied, depth + 1)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_denied_keys(v, denied, depth + 1) for v in value]
+    return value
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -370,3 +444,17 @@ def _key_text(key: bytes | None) -> str | None:
         return None
     # A key that is not UTF-8 cannot equal any project_id: keep it comparable but unequal.
     return key.decode("utf-8", errors="surrogateescape")
+
+
+def original_event_bytes(value: bytes, index: int | None) -> bytes:
+    """One event as it arrived: the whole message, or element `index` of its JSON array.
+
+    For dead letters decided after decoding (a conflicting duplicate), found by one scan
+    of the message; only ever called for messages that decoded.
+    """
+    if index is None:
+        return value
+    text = value.decode("utf-8")
+    spans = _array_element_spans(text)
+    start, end = spans[index]
+    return text[start:end].encode("utf-8")

@@ -1,11 +1,15 @@
-"""The `ingest-http` server: `POST /v1/events` validates, publishes to Kafka, answers 202.
+"""The `ingest-http` server: `POST /v1/events` authenticates, validates, publishes to Kafka, answers 202.
 
-Thin aiohttp shell around `stream_app.ingest.validation`. A 202 is sent only after Kafka
+Thin aiohttp shell around `stream_app.ingest.keys` (who may write which project) and
+`stream_app.ingest.validation` (the worker's own decode, run in a thread so a large body
+never stalls the event loop). A 202 is sent only after Kafka
 acknowledged every event (idempotent producer, acks=all), so a client that got a 202 can
 forget the events; one that got a 5xx or no answer resends them, which is safe: events
 are billed once per `event_id`.
 
-    POST /v1/events     one event or a list of up to 1,000 -> 202 {"accepted", "event_ids"}
+    POST /v1/events     `Authorization: Bearer <API key>`; one event or a list of up to 1,000
+                        -> 202 {"accepted", "event_ids"}
+                        401 no or unknown key, 403 a project the key may not write (nothing published),
                         400 not JSON, 413 too big, 422 {"error", "problems": [{index, field, message}]},
                         503 Kafka unavailable (Retry-After)
     GET  /v1/schema     the event's JSON Schema, to validate on the client side
@@ -18,10 +22,17 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from producers import KafkaPublisher, ProducerError
+from stream_app.core.decode import DEFAULT_DENIED_CONTEXT_KEYS
+from stream_app.ingest.keys import KeyFile, authenticate
 from stream_app.ingest.validation import DEFAULT_MAX_BODY_BYTES, IngestRejection, parse_ingest_body
+
+if TYPE_CHECKING:
+    from producers.kafka_security import KafkaSecurity
 
 log = logging.getLogger("stream_app.ingest")
 
@@ -35,8 +46,11 @@ class IngestConfig:
 
     bootstrap_servers: str
     topic: str
+    key_file: KeyFile
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_future_skew: timedelta = timedelta(minutes=5)
+    denied_context_keys: frozenset[str] = DEFAULT_DENIED_CONTEXT_KEYS
+    security: KafkaSecurity | None = None
 
 
 class _LazyPublisher:
@@ -55,7 +69,9 @@ class _LazyPublisher:
     async def get(self) -> KafkaPublisher:
         async with self._lock:
             if self._publisher is None:
-                publisher = KafkaPublisher(self._config.bootstrap_servers, self._config.topic, linger_ms=5)
+                publisher = KafkaPublisher(
+                    self._config.bootstrap_servers, self._config.topic, linger_ms=5, security=self._config.security
+                )
                 await publisher.start()
                 self._publisher = publisher
             return self._publisher
@@ -99,6 +115,14 @@ def build_app(config: IngestConfig) -> web.Application:
 
 
 async def _post_events(request: web.Request, config: IngestConfig, publisher: _LazyPublisher) -> web.Response:
+    # Before the body is read: an unknown caller costs no parsing.
+    key = authenticate(request.headers.get("Authorization"), config.key_file.keys())
+    if key is None:
+        return web.json_response(
+            {"error": "send an API key as `Authorization: Bearer <key>` (`usage-pipeline keys create --project P`)"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="usage-pipeline ingest"'},
+        )
     if request.content_length is not None and request.content_length > config.max_body_bytes:
         return _too_large(request.content_length, config.max_body_bytes)
     try:
@@ -107,7 +131,14 @@ async def _post_events(request: web.Request, config: IngestConfig, publisher: _L
         return _too_large(None, config.max_body_bytes)
     if len(body) > config.max_body_bytes:
         return _too_large(len(body), config.max_body_bytes)
-    parsed = parse_ingest_body(body, now=datetime.now(timezone.utc), max_future_skew=config.max_future_skew)
+    parsed = await asyncio.to_thread(
+        parse_ingest_body,
+        body,
+        now=datetime.now(timezone.utc),
+        max_future_skew=config.max_future_skew,
+        denied_context_keys=config.denied_context_keys,
+        allowed_projects=frozenset(key.projects),
+    )
     if isinstance(parsed, IngestRejection):
         return web.json_response(parsed.body(), status=parsed.status)
     try:

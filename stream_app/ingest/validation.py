@@ -1,28 +1,49 @@
-"""Validate an ingest request body exactly as the stream worker validates a Kafka message.
+"""Judge an ingest request body with the stream worker's own decode, and the API key's projects.
 
-Pure. A body is one event object or a JSON array of up to 1,000; each is checked by the
-same pydantic model the consumers use (`UsageTrackingEvent.model_validate` on the parsed
-JSON, like `stream_app.core.decode`), plus the consumer's future-timestamp rule, so an
-event accepted here is never dead-lettered later for its content. A request is accepted
-or rejected whole: a client fixing its payload resends all of it, and nothing is half-billed.
+Pure. A body is what a Kafka message value may be (one event object or a JSON array of up
+to 1,000), so it goes through `stream_app.core.decode.decode_message` itself: one set of
+rules, not a copy that drifts. An event accepted here is never dead-lettered later for its
+content, and a body the worker would reject (a lone surrogate or `1e400` in `context`,
+nesting too deep, prompt text in `context`) is a 4xx here, never a 5xx and never a
+silently changed value. A request is accepted or rejected whole: a client fixing its
+payload resends all of it, and nothing is half-billed or half-published.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas import UsageTrackingEvent
-from schemas.validation_errors import error_field_path, error_message
+from stream_app.core.decode import (
+    DEFAULT_DENIED_CONTEXT_KEYS,
+    MAX_BATCH_EVENTS,
+    MAX_MESSAGE_BYTES,
+    MessageOrigin,
+    RejectReason,
+    Rejection,
+    decode_message,
+)
 
-MAX_EVENTS_PER_REQUEST = 1000
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_EVENTS_PER_REQUEST = MAX_BATCH_EVENTS
+# A body is published as it would be consumed: no larger than a message the worker reads.
+DEFAULT_MAX_BODY_BYTES = MAX_MESSAGE_BYTES
 # A payload with hundreds of errors is usually one mistake repeated; the first ones say so.
 MAX_PROBLEMS_REPORTED = 100
+# Projects named in one 403: enough to act on, bounded for a hostile body.
+MAX_PROJECTS_NAMED = 10
+INGEST_ORIGIN = MessageOrigin("ingest-http", -1, -1, None)
+
+# Whole-body reasons and their status: not JSON is 400, too big 413, the rest 422.
+_STATUS_OF_REASON = {
+    RejectReason.EMPTY_MESSAGE: 400,
+    RejectReason.INVALID_UTF8: 400,
+    RejectReason.INVALID_JSON: 400,
+    RejectReason.MESSAGE_TOO_LARGE: 413,
+    RejectReason.BATCH_TOO_LARGE: 413,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,85 +66,87 @@ class IngestRejection:
     status: int
     error: str
     problems: tuple[FieldProblem, ...] = ()
+    reason: str | None = None  # the decode reason code, when one explains it all
 
     def body(self) -> dict[str, Any]:
         """The JSON answer: `error`, and `problems` naming each bad field."""
         answer: dict[str, Any] = {"error": self.error}
+        if self.reason:
+            answer["reason"] = self.reason
         if self.problems:
             answer["problems"] = [problem.as_dict() for problem in self.problems]
         return answer
 
 
 def parse_ingest_body(
-    body: bytes, *, now: datetime, max_future_skew: timedelta
+    body: bytes,
+    *,
+    now: datetime,
+    max_future_skew: timedelta,
+    denied_context_keys: frozenset[str] = DEFAULT_DENIED_CONTEXT_KEYS,
+    allowed_projects: frozenset[str] | None = None,
 ) -> list[UsageTrackingEvent] | IngestRejection:
-    """The events of a request body, or why it is refused (400 not JSON, 413 too many, 422 invalid)."""
-    if not body.strip():
-        return IngestRejection(400, "empty body: send one event object or a JSON array of events")
-    try:
-        parsed = json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
-    except UnicodeDecodeError as exc:
-        return IngestRejection(400, f"body is not UTF-8: {exc}")
-    except ValueError as exc:
-        return IngestRejection(400, f"body is not JSON: {exc}")
-    if isinstance(parsed, dict):
-        items: list[tuple[int | None, Any]] = [(None, parsed)]
-    elif isinstance(parsed, list):
-        if not parsed:
-            return IngestRejection(422, "empty list: send at least one event")
-        if len(parsed) > MAX_EVENTS_PER_REQUEST:
-            return IngestRejection(
-                413, f"{len(parsed)} events in one request; at most {MAX_EVENTS_PER_REQUEST}: split the list"
-            )
-        items = list(enumerate(parsed))
-    else:
-        return IngestRejection(422, f"body is a JSON {type(parsed).__name__}; send an event object or an array of them")
-    return _validate_items(items, now, max_future_skew)
+    """The events of a request body, or why it is refused.
+
+    400 not JSON, 403 a project `allowed_projects` does not hold (None: any project),
+    413 too big, 422 invalid. The 403 is decided before the 422, so a key cannot learn
+    anything about another project's events from how they are validated.
+    """
+    result = decode_message(
+        body, INGEST_ORIGIN, now=now, max_future_skew=max_future_skew, denied_context_keys=denied_context_keys
+    )
+    whole = [rejection for rejection in result.rejections if rejection.index is None and not result.events]
+    if len(whole) == 1 and whole[0].reason in _STATUS_OF_REASON:
+        return _whole_body_rejection(whole[0])
+    if allowed_projects is not None:
+        projects = {decoded.event.project_id for decoded in result.events}
+        projects |= {r.project_id for r in result.rejections if r.project_id is not None}
+        refused = forbidden_projects(projects, allowed_projects)
+        if refused:
+            return forbidden(refused)
+    if result.rejections:
+        return _invalid_events(result.rejections, total=len(result.events) + len(result.rejections))
+    return [decoded.event for decoded in result.events]
 
 
-def _validate_items(
-    items: list[tuple[int | None, Any]], now: datetime, max_future_skew: timedelta
-) -> list[UsageTrackingEvent] | IngestRejection:
-    events: list[UsageTrackingEvent] = []
-    problems: list[FieldProblem] = []
-    invalid = 0
-    for index, item in items:
-        found = _problems_of(index, item, now, max_future_skew, events)
-        if found:
-            invalid += 1
-            problems.extend(found)
-    if not problems:
-        return events
+def forbidden_projects(projects: Iterable[str], allowed: frozenset[str]) -> list[str]:
+    """The projects of a request that the key may not write, sorted."""
+    return sorted(project for project in set(projects) if project not in allowed)
+
+
+def forbidden(projects: list[str]) -> IngestRejection:
+    """The 403 naming the projects this API key may not write."""
+    named = ", ".join(repr(_printable(p)) for p in projects[:MAX_PROJECTS_NAMED])
+    more = f" and {len(projects) - MAX_PROJECTS_NAMED} more" if len(projects) > MAX_PROJECTS_NAMED else ""
+    noun = "project" if len(projects) == 1 else "projects"
+    return IngestRejection(
+        403, f"this API key may not write {noun} {named}{more}; nothing of this request was published"
+    )
+
+
+def _whole_body_rejection(rejection: Rejection) -> IngestRejection:
+    status = _STATUS_OF_REASON[rejection.reason]
+    detail = rejection.detail.replace("message value", "body").replace("value is", "body is")
+    detail = detail.replace("message is", "body is").replace("per message", "per request")
+    return IngestRejection(status, detail, reason=rejection.reason)
+
+
+def _invalid_events(rejections: list[Rejection], *, total: int) -> IngestRejection:
+    problems = [
+        FieldProblem(rejection.index, field, message)
+        for rejection in rejections
+        for field, message in (rejection.problems or (("", rejection.detail),))
+    ]
+    reasons = {rejection.reason for rejection in rejections}
     shown = tuple(problems[:MAX_PROBLEMS_REPORTED])
     more = f" (first {MAX_PROBLEMS_REPORTED} problems shown)" if len(problems) > MAX_PROBLEMS_REPORTED else ""
-    noun = "event is" if invalid == 1 else "events are"
-    return IngestRejection(422, f"{invalid} of {len(items)} {noun} invalid; nothing was accepted{more}", shown)
+    if rejections[0].index is None and total == 1:
+        error = f"the event is invalid ({rejections[0].reason}); nothing was accepted{more}"
+    else:
+        noun = "event is" if len(rejections) == 1 else "events are"
+        error = f"{len(rejections)} of {total} {noun} invalid; nothing was accepted{more}"
+    return IngestRejection(422, error, shown, reason=reasons.pop() if len(reasons) == 1 else None)
 
 
-def _problems_of(
-    index: int | None, item: Any, now: datetime, max_future_skew: timedelta, events: list[UsageTrackingEvent]
-) -> list[FieldProblem]:
-    if not isinstance(item, dict):
-        return [FieldProblem(index, "", f"must be an event object, not a JSON {type(item).__name__}")]
-    try:
-        event = UsageTrackingEvent.model_validate(item)
-    except ValidationError as exc:
-        return [
-            FieldProblem(index, error_field_path(error["loc"]), error_message(error))
-            for error in exc.errors(include_url=False, include_input=False)
-        ]
-    if event.timestamp - now > max_future_skew:
-        return [
-            FieldProblem(
-                index,
-                "timestamp",
-                f"{event.timestamp.isoformat()} is more than {int(max_future_skew.total_seconds())} s in the "
-                f"future (server clock {now.isoformat()}); it is the time the call finished",
-            )
-        ]
-    events.append(event)
-    return []
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON (RFC 8259)")
+def _printable(text: str) -> str:
+    return text[:128].encode("utf-8", "backslashreplace").decode("utf-8")

@@ -366,6 +366,7 @@ def test_reject_reason_codes_are_stable():
         "INVALID_EVENT": "invalid_event",
         "FUTURE_TIMESTAMP": "future_timestamp",
         "PROJECT_KEY_MISMATCH": "project_key_mismatch",
+        "PROMPT_TEXT_IN_CONTEXT": "prompt_text_in_context",
     }
 
 
