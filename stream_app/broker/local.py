@@ -1,10 +1,9 @@
 """A real Apache Kafka broker run as a local JVM process: no Docker, no ZooKeeper.
 
 `usage-pipeline kafka up` and the integration tests use it when no
-`KAFKA_BOOTSTRAP_SERVERS` is configured. The broker's jars come from Maven Central
-(`kafka-runtime.pom.xml` beside this module), resolved once into a cache shared by every
-home directory; the broker runs in KRaft mode as a single combined broker+controller
-listening on 127.0.0.1 only.
+`KAFKA_BOOTSTRAP_SERVERS` is configured. It runs in KRaft mode as a single combined
+broker+controller listening on 127.0.0.1 only; `secure=True` (`kafka up --secure`) gives
+clients a SASL_SSL listener only (SCRAM-SHA-512, a CA made for it).
 
 Layout of a broker home:
 
@@ -12,44 +11,66 @@ Layout of a broker home:
     home/data/               the log dirs, formatted once (data/meta.properties)
     home/broker.log          the JVM's stdout and stderr
     home/state.json          pid, ports and start time of the running broker
+    home/tls/                (secure) CA, broker certificate, SCRAM passwords; mode 0700
 
-The pure parts (rendering the properties, parsing the state file, choosing ports) are
-plain functions so they can be tested without a JVM.
+This module is the lifecycle; the pure parts live beside it: `server_config` (properties
+and state files), `ports`, `jars` (Java and the jars from Maven Central), `processes`,
+and `tls` (certificates and SCRAM users).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
-import fcntl
-import importlib.resources
-import json
 import os
-import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stream_app.broker.jars import (  # noqa: F401 - re-exported: the broker's public names
+    INSTALL_HINT,
+    KAFKA_VERSION,
+    LOG_TAIL_LINES,
+    MIN_JAVA_MAJOR,
+    POM_RESOURCE,
+    KafkaRuntime,
+    default_jar_cache,
+    parse_java_major,
+)
+from stream_app.broker.ports import (  # noqa: F401
+    DEFAULT_PORT,
+    HOST,
+    accepts_connections,
+    choose_ports,
+    find_free_port,
+    port_is_free,
+)
+from stream_app.broker.processes import file_lock as _file_lock  # noqa: F401 - tests use these names
+from stream_app.broker.processes import process_alive as _process_alive
+from stream_app.broker.processes import tail as _tail
+from stream_app.broker.processes import write_atomically as _write_atomically
+from stream_app.broker.server_config import (  # noqa: F401
+    RUN_HEADER,
+    BrokerState,
+    BrokerStatus,
+    format_state,
+    last_run,
+    new_cluster_id,
+    parse_listener_ports,
+    parse_state,
+    render_server_properties,
+)
 from stream_app.errors import BrokerError, ConfigurationError
 
 if TYPE_CHECKING:
+    from producers.kafka_security import KafkaSecurity
+    from stream_app.broker.tls import SecureMaterial
     from stream_app.settings import PipelineSettings
-
-KAFKA_VERSION = "4.1.1"
-MIN_JAVA_MAJOR = 17
-DEFAULT_PORT = 9092
-HOST = "127.0.0.1"
-POM_RESOURCE = "kafka-runtime.pom.xml"
-INSTALL_HINT = "install with: apt-get install -y openjdk-17-jre-headless maven"
 
 # A small heap and the serial collector: a test/dev broker handles little data, and
 # this keeps it at a few hundred MB next to the worker and the embedded ClickHouse.
@@ -62,193 +83,6 @@ JVM_OPTIONS = (
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
 PROGRESS_EVERY_SECONDS = 5.0
-LOG_TAIL_LINES = 30
-RUN_HEADER = "\n--- broker start "
-
-
-@dataclass(frozen=True)
-class BrokerState:
-    """What `home/state.json` records about a started broker."""
-
-    pid: int
-    port: int
-    controller_port: int
-    started_at: str
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{HOST}:{self.port}"
-
-
-@dataclass(frozen=True)
-class BrokerStatus:
-    """Whether the broker of a home is running, and where."""
-
-    running: bool
-    bootstrap: str | None
-    pid: int | None
-    data_dir: Path
-
-
-def render_server_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """The broker's server.properties: one KRaft node, both roles, 127.0.0.1 only."""
-    settings = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.bootstrap.servers": f"{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
-        "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "log.dirs": str(data_dir),
-        "num.partitions": "4",
-        # One node: every internal topic must make do with one replica.
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        # Consumers of a fresh group start at once instead of after 3 s.
-        "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "true",
-    }
-    lines = ["# Written by stream_app.broker.local on every start; edits are overwritten."]
-    lines += [f"{key}={value}" for key, value in settings.items()]
-    return "\n".join(lines) + "\n"
-
-
-def parse_listener_ports(properties: str) -> tuple[int, int] | None:
-    """(port, controller port) from a rendered server.properties, or None if absent."""
-    match = re.search(
-        r"^listeners=PLAINTEXT://[^:]+:(\d+),CONTROLLER://[^:]+:(\d+)\s*$", properties, re.MULTILINE
-    )
-    if match is None:
-        return None
-    return int(match.group(1)), int(match.group(2))
-
-
-def format_state(state: BrokerState) -> str:
-    """The JSON text of `home/state.json`."""
-    return json.dumps(
-        {
-            "pid": state.pid,
-            "port": state.port,
-            "controller_port": state.controller_port,
-            "started_at": state.started_at,
-        },
-        indent=2,
-    ) + "\n"
-
-
-def parse_state(text: str) -> BrokerState | None:
-    """The state recorded in `home/state.json`, or None if it is not a valid record."""
-    try:
-        raw = json.loads(text)
-        state = BrokerState(
-            pid=raw["pid"],
-            port=raw["port"],
-            controller_port=raw["controller_port"],
-            started_at=raw["started_at"],
-        )
-    except (ValueError, TypeError, KeyError):
-        return None
-    numbers = (state.pid, state.port, state.controller_port)
-    if not all(type(n) is int and n > 0 for n in numbers) or not isinstance(state.started_at, str):
-        return None
-    return state
-
-
-def parse_java_major(version_output: str) -> int | None:
-    """The major version in `java -version` output ("1.8.0_392" -> 8, "17.0.15" -> 17)."""
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
-    if match is None:
-        return None
-    major = int(match.group(1))
-    if major == 1 and match.group(2) is not None:
-        return int(match.group(2))
-    return major
-
-
-def choose_ports(
-    requested: int | None, previous: tuple[int, int] | None, is_free: Callable[[int], bool]
-) -> tuple[int, int]:
-    """(port, controller port) for a start.
-
-    A requested port is used as given. Otherwise the port of the last start is reused
-    when free, so the bootstrap address people configured keeps working; else 9092 when
-    free; else any free port. The controller takes the next port if free, else any.
-    """
-    if requested is not None:
-        port = requested
-    elif previous is not None and is_free(previous[0]):
-        port = previous[0]
-    elif is_free(DEFAULT_PORT):
-        port = DEFAULT_PORT
-    else:
-        port = find_free_port()
-    # The controller port is only used inside the broker, so any free one will do.
-    if port + 1 < 65_536 and is_free(port + 1):
-        return port, port + 1
-    return port, _free_port_other_than(port)
-
-
-def new_cluster_id() -> str:
-    """A KRaft cluster id, as `kafka-storage random-uuid` makes it.
-
-    Made here rather than by the tool because that costs a JVM start (~1 s). Kafka's
-    Uuid is 16 random bytes in URL-safe base64 without padding; like Kafka's own
-    generator, redraw ids starting with '-', which a command line would take for an option.
-    """
-    while True:
-        text = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
-        if not text.startswith("-"):
-            return text
-
-
-def default_jar_cache() -> Path:
-    """Where the broker's jars are kept: shared by every home and every test session."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "usage-pipeline" / f"kafka-{KAFKA_VERSION}"
-
-
-def find_free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int) -> bool:
-    """Whether the broker could bind `port` on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # The JVM binds with SO_REUSEADDR, so a port in TIME_WAIT counts as free.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
-def accepts_connections(port: int, timeout: float = 1.0) -> bool:
-    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def last_run(log_text: str) -> str:
-    """The part of broker.log written by the latest start (each start writes a header)."""
-    _, marker, last = log_text.rpartition(RUN_HEADER)
-    return marker + last if marker else log_text
-
-
-def _free_port_other_than(port: int) -> int:
-    while True:
-        candidate = find_free_port()
-        if candidate != port:
-            return candidate
 
 
 def _print_progress(message: str) -> None:
@@ -261,7 +95,8 @@ class LocalKafkaBroker:
     `up()` and `down()` work across processes: the running broker is found again through
     `home/state.json`, so `usage-pipeline kafka up` can return while the broker runs on.
     The blocking methods must not be called from inside a running event loop (use
-    `asyncio.to_thread`).
+    `asyncio.to_thread`). A home is plaintext or secure for life: SCRAM users are created
+    when its storage is formatted.
     """
 
     def __init__(
@@ -270,11 +105,14 @@ class LocalKafkaBroker:
         port: int | None = None,
         jar_cache: Path | None = None,
         progress: Callable[[str], None] = _print_progress,
+        secure: bool = False,
     ) -> None:
         self.home = Path(home).expanduser().resolve()
         self.port = port
         self.jar_cache = (jar_cache or default_jar_cache()).expanduser().resolve()
         self.progress = progress
+        self.secure = secure
+        self.runtime = KafkaRuntime(self.jar_cache, progress)
         # Kept only to reap the JVM if this process started it and it exits.
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -294,81 +132,38 @@ class LocalKafkaBroker:
     def state_file(self) -> Path:
         return self.home / "state.json"
 
+
     @property
     def libs_dir(self) -> Path:
-        return self.jar_cache / "libs"
+        return self.runtime.libs_dir
 
-    # -- jars ---------------------------------------------------------------------------
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"
 
     def ensure_jars(self) -> Path:
-        """Make sure Java 17+ is there and the broker's jars are cached; return their dir.
+        """Make sure Java 17+ is there and the broker's jars are cached; return their dir."""
+        return self.runtime.ensure_jars()
 
-        The first call resolves them with Maven from Maven Central (~45 MB); later calls,
-        from any home or process, find them in the cache.
-        """
-        self._java()
-        return self._cached_jars()
+    def secure_material(self) -> SecureMaterial:
+        """The CA, certificate and SCRAM passwords of this (secure) home, made the first time."""
+        from stream_app.broker.tls import ensure_secure_material
 
-    def _cached_jars(self) -> Path:
-        if self._jars_present():
-            return self.libs_dir
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError(
-                f"Maven (`mvn`) is needed once to fetch the Kafka jars and is not on PATH; {INSTALL_HINT}"
-            )
-        self.jar_cache.mkdir(parents=True, exist_ok=True)
-        # Two test sessions may start at once: one downloads, the other waits for it.
-        with _file_lock(self.jar_cache / ".lock"):
-            if not self._jars_present():
-                self._fetch_jars(mvn)
-        return self.libs_dir
+        return ensure_secure_material(self.tls_dir)
 
-    def _jars_present(self) -> bool:
-        return (self.libs_dir / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file()
+    def client_security(self) -> KafkaSecurity | None:
+        """How a client reaches this broker: None (PLAINTEXT), or its SASL_SSL settings."""
+        if not self.secure:
+            return None
+        from producers.kafka_security import KafkaSecurity
+        from pydantic import SecretStr
 
-    def _fetch_jars(self, mvn: str) -> None:
-        pom = self.jar_cache / POM_RESOURCE
-        pom.write_bytes(importlib.resources.files("stream_app.broker").joinpath(POM_RESOURCE).read_bytes())
-        # Download into a side directory and rename it at the end, so an interrupted
-        # download never looks like a complete set of jars.
-        partial = self.jar_cache / "libs.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        self.progress(f"fetching Kafka {KAFKA_VERSION} jars with Maven into {self.libs_dir} (once) ...")
-        started = time.monotonic()
-        command = [
-            mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-            f"-DoutputDirectory={partial}", "-DincludeScope=runtime",
-        ]
-        try:
-            result = subprocess.run(
-                command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BrokerError(f"Maven did not finish fetching the Kafka jars within {exc.timeout:.0f} s") from None
-        if result.returncode != 0:
-            output = _tail((result.stdout or "") + (result.stderr or ""), LOG_TAIL_LINES)
-            raise BrokerError(
-                f"Maven could not fetch the Kafka {KAFKA_VERSION} jars (exit {result.returncode}); "
-                f"is Maven Central reachable? `{' '.join(command)}` said:\n{output}"
-            )
-        partial.rename(self.libs_dir)
-        self.progress(f"fetched the Kafka jars in {time.monotonic() - started:.1f} s")
+        from stream_app.broker.tls import CLIENT_USER, SCRAM_MECHANISM
 
-    def _java(self) -> str:
-        java = shutil.which("java")
-        if java is None:
-            raise BrokerError(
-                f"Java {MIN_JAVA_MAJOR}+ is needed to run the Kafka broker and `java` is not on PATH; {INSTALL_HINT}"
-            )
-        result = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
-        major = parse_java_major(result.stderr + result.stdout)
-        if major is None or major < MIN_JAVA_MAJOR:
-            found = (result.stderr or result.stdout).strip().splitlines()[:1]
-            raise BrokerError(
-                f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA_MAJOR}+, `{java}` is {found or 'unknown'}; {INSTALL_HINT}"
-            )
-        return java
+        material = self.secure_material()
+        return KafkaSecurity(
+            "SASL_SSL", SCRAM_MECHANISM, CLIENT_USER, SecretStr(material.client_password), material.ca_file
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -419,13 +214,20 @@ class LocalKafkaBroker:
         return BrokerStatus(running=True, bootstrap=state.bootstrap, pid=state.pid, data_dir=self.data_dir)
 
     def _start(self, timeout: float) -> str:
-        java = self._java()
-        libs = self._cached_jars()
+        java = self.runtime.java()
+        libs = self.runtime.ensure_jars()
         previous = self._previous_ports()
         port, controller_port = choose_ports(self.port, previous, port_is_free)
         if not port_is_free(port):
             raise BrokerError(f"port {HOST}:{port} is taken; choose another with --port")
-        self.properties_file.write_text(render_server_properties(port, controller_port, self.data_dir))
+        secure_properties = None
+        if self.secure:
+            from stream_app.broker.tls import secure_listener_properties
+
+            secure_properties = secure_listener_properties(self.secure_material())
+        _write_private(
+            self.properties_file, render_server_properties(port, controller_port, self.data_dir, secure_properties)
+        )
         self._format_storage_once(java, libs)
 
         self.progress(f"starting the Kafka broker on {HOST}:{port} (log: {self.log_file}) ...")
@@ -457,12 +259,22 @@ class LocalKafkaBroker:
 
     def _format_storage_once(self, java: str, libs: Path) -> None:
         if (self.data_dir / "meta.properties").is_file():
+            if self.secure and not self.tls_dir.is_dir():
+                raise BrokerError(
+                    f"{self.data_dir} was formatted without SCRAM users, so it cannot serve `--secure`; "
+                    "the secure broker keeps its own home (kafka up --secure uses <USAGE_PIPELINE_HOME>/kafka-secure)"
+                )
             return
         self.progress(f"formatting the broker's storage in {self.data_dir} (once) ...")
         command = [
             java, *JVM_OPTIONS, "-cp", f"{libs}/*", "kafka.tools.StorageTool",
             "format", "--standalone", "-t", new_cluster_id(), "-c", str(self.properties_file),
         ]
+        if self.secure:
+            from stream_app.broker.tls import scram_format_arguments
+
+            command += scram_format_arguments(self.secure_material())
+
         result = subprocess.run(
             command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False
         )
@@ -496,7 +308,7 @@ class LocalKafkaBroker:
                     f"last lines of {self.log_file}:\n{self._log_tail()}"
                 )
             # The TCP check first: it is quiet, while a Kafka client logs every refusal.
-            if accepts_connections(port) and _answers_metadata(bootstrap):
+            if accepts_connections(port) and _answers_metadata(bootstrap, self.client_security()):
                 return
             now = time.monotonic()
             if now >= deadline:
@@ -575,19 +387,21 @@ def resolve_bootstrap(settings: PipelineSettings) -> str:
     )
 
 
-def _answers_metadata(bootstrap: str) -> bool:
+def _answers_metadata(bootstrap: str, security: KafkaSecurity | None = None) -> bool:
     """Whether the broker answers a metadata request listing at least one broker."""
     try:
-        return asyncio.run(_describe_brokers(bootstrap)) > 0
+        return asyncio.run(_describe_brokers(bootstrap, security)) > 0
     except Exception:  # noqa: BLE001 - any failure means "not ready yet"; the caller retries.
         return False
 
 
-async def _describe_brokers(bootstrap: str) -> int:
+async def _describe_brokers(bootstrap: str, security: KafkaSecurity | None) -> int:
     # Imported here: `kafka status` and `kafka down` should not pay for aiokafka.
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    from producers.kafka_security import kafka_client_kwargs
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000, **kafka_client_kwargs(security))
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
@@ -596,48 +410,10 @@ async def _describe_brokers(bootstrap: str) -> int:
         await admin.close()
 
 
-def _process_alive(pid: int) -> bool:
-    """Whether `pid` runs; reaps it if it is an exited child of this process."""
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass  # Not our child (started by an earlier `kafka up`): ask the kernel instead.
-    else:
-        return reaped == 0
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: a secure broker's properties hold its SCRAM password."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
 
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # The state follows the parenthesised command name, which may itself contain spaces.
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-def _tail(text: str, lines: int) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])

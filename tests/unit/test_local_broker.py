@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.broker import local
+from stream_app.broker import jars, local
 from stream_app.broker.local import (
     BrokerState,
     LocalKafkaBroker,
@@ -177,7 +177,7 @@ def fake_bin(tmp_path, monkeypatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/bin{os.pathsep}/usr/bin")
-    monkeypatch.setattr(local.shutil, "which", lambda name: _which_in(bin_dir, name))
+    monkeypatch.setattr(jars.shutil, "which", lambda name: _which_in(bin_dir, name))
     return bin_dir
 
 
