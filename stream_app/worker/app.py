@@ -64,6 +64,7 @@ def create_app(settings: PipelineSettings, bootstrap: str, sink: ClickHouseSink)
         window_seconds=settings.window_seconds,
         max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
         consumer_group=settings.consumer_group,
+        decode_options={"denied_context_keys": settings.context_deny_key_set},
     )
     events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
     dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
