@@ -30,6 +30,31 @@ if [ "$need_java" = 1 ] || [ "$need_mvn" = 1 ]; then
   fi
 fi
 
+# Node 20+ and npm build and test the TypeScript producer (producers/typescript).
+node_ok=0
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ] && node_ok=1
+fi
+if [ "$node_ok" = 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing nodejs and npm with apt-get ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  if command -v node >/dev/null 2>&1 && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; then
+    node_ok=1
+  else
+    echo "[setup] Node 20+ and npm not available: the TypeScript producer's tests will be skipped" >&2
+  fi
+fi
+if [ "$node_ok" = 1 ]; then
+  lock_stamp="producers/typescript/node_modules/.installed-$(sha1sum producers/typescript/package-lock.json | cut -c1-12)"
+  if [ ! -f "$lock_stamp" ]; then
+    echo "[setup] npm ci in producers/typescript ..." >&2
+    (cd producers/typescript && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$lock_stamp"
+  fi
+fi
+
 python=${PYTHON:-python3}
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "[setup] Python 3.11+ is required (found $("$python" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2

@@ -79,6 +79,7 @@ export function configureUsageTracking(handlerOrConfig: UsageTrackingHandler | U
 export async function resetUsageTracking(timeoutMs = 5_000): Promise<void> {
   const previous = active;
   active = null;
+  await Promise.race([Promise.allSettled([...pendingHandlers]), delay(timeoutMs)]);
   if (previous?.transport) await previous.transport.close(timeoutMs);
 }
 
@@ -144,19 +145,26 @@ function callHandler(tracking: Active, event: UsageTrackingEvent): void {
     const outcome = handler(event);
     if (outcome && typeof (outcome as Promise<void>).then === 'function') {
       // Not awaited: a slow handler must not delay the LLM call. flush() waits for it.
-      const pending = Promise.resolve(outcome).catch((error: unknown) => reportError(error, event, 'the async onUsage handler failed'));
+      const pending = Promise.resolve(outcome).catch((error: unknown) =>
+        reportError(error, event, 'the async onUsage handler failed', tracking.config),
+      );
       pendingHandlers.add(pending);
       void pending.finally(() => pendingHandlers.delete(pending));
     }
   } catch (error) {
-    reportError(error, event, 'the onUsage handler failed');
+    reportError(error, event, 'the onUsage handler failed', tracking.config);
   }
 }
 
 /** Route an error of ours or of a handler to onError, or the console; never throws. */
-export function reportError(error: unknown, event: UsageTrackingEvent | null, what: string): void {
+export function reportError(
+  error: unknown,
+  event: UsageTrackingEvent | null,
+  what: string,
+  config: UsageTrackingConfig | undefined = active?.config,
+): void {
   const asError = error instanceof Error ? error : new Error(String(error));
-  const onError = active?.config.onError;
+  const onError = config?.onError;
   if (onError) {
     try {
       onError(asError, event);
