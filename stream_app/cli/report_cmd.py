@@ -62,22 +62,27 @@ def fetch_report(settings: PipelineSettings, query: ReportQuery) -> list[dict[st
     """Ask the worker that holds the embedded store, or open ClickHouse directly."""
     from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
 
-    location = parse_clickhouse_url(settings.resolved_clickhouse_url)
+    location = parse_clickhouse_url(settings.resolved_clickhouse_url, ca_file=settings.clickhouse_ca_file)
     worker_url = live_worker_url(location)
     if worker_url is not None:
-        return report_from_worker(worker_url, query)
+        return report_from_worker(worker_url, query, admin_token=settings.admin_token)
     with ClickHouseSink(location, window_seconds=settings.window_seconds) as sink:
         return sink.report(query)
 
 
-def report_from_worker(base_url: str, query: ReportQuery, timeout: float = 30.0) -> list[dict[str, Any]]:
+def report_from_worker(
+    base_url: str, query: ReportQuery, timeout: float = 30.0, admin_token: Any = None
+) -> list[dict[str, Any]]:
     """The same report, computed by a running worker."""
     params = {"group_by": query.group_by, **scope_params(query)}
     if query.every:
         params["every"] = f"{query.every}s"
     url = f"{base_url}/report?{urllib.parse.urlencode(params)}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        from stream_app.worker.auth import admin_headers  # USAGE_ADMIN_TOKEN, when set
+
+        request = urllib.request.Request(url, headers=admin_headers(admin_token))
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except OSError as exc:
         raise PipelineError(f"the worker holding the embedded store did not answer at {url}: {exc}") from exc
