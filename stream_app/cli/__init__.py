@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "stream_app.cli.keys_cmd",
     "stream_app.cli.prices_cmd",
     "stream_app.cli.reprice_cmd",
+    "stream_app.cli.dashboard_cmd",
 )
 
 

@@ -54,6 +54,7 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
     from stream_app.worker.auth import check_listen_address, install_admin_auth
     from stream_app.worker.endpoint import publish_endpoint, withdraw_endpoint
     from stream_app.worker.pricing_pages import install_pricing_pages
+    from stream_app.worker.dashboard_pages import install_worker_dashboard
 
     _configure_logging(settings.log_level)
     check_listen_address(settings.worker_web_host, settings.admin_token, "USAGE_WORKER_WEB_HOST")
@@ -90,6 +91,7 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
     app = create_app(settings, bootstrap, sink)
     apply_kafka_settings(app, settings)
     install_pricing_pages(app, sink, settings, pricer.overrides.digest)
+    install_worker_dashboard(app, sink)
     install_admin_auth(app.web.web_app, settings.admin_token)
     url = f"http://{_client_host(settings.worker_web_host)}:{settings.worker_web_port}"
     if location.kind == "chdb" and location.path is not None:
