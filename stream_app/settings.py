@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream_app.errors import ConfigurationError
@@ -135,6 +135,17 @@ class PipelineSettings(BaseSettings):
             )
         return value
 
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case_names(cls, value: object, info: ValidationInfo) -> object:
+        """`sasl_ssl` works like `SASL_SSL`; empty means the default, as for every other setting."""
+        if not isinstance(value, str):
+            return value
+        cleaned = value.strip().upper()
+        if cleaned:
+            return cleaned
+        return "PLAINTEXT" if info.field_name == "kafka_security_protocol" else None
+
     @field_validator("admin_token")
     @classmethod
     def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -148,7 +159,7 @@ class PipelineSettings(BaseSettings):
         return value
 
     @field_validator(
-        "price_overrides_file", "clickhouse_ca_file", "kafka_sasl_mechanism", "kafka_sasl_username",
+        "price_overrides_file", "clickhouse_ca_file", "kafka_sasl_username",
         "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "ingest_keys_file",
         mode="before",
     )
