@@ -272,10 +272,8 @@ def test_worker_can_be_scaled(services: dict) -> None:
     worker = services[WORKER]
     assert not worker.get("ports"), "a fixed host port makes `--scale worker=N` fail on port conflicts"
     assert "container_name" not in worker, "container_name makes `--scale worker=N` impossible"
-    port = worker_web_port(worker)
-    assert str(port) in {str(p).split("/")[0] for p in worker.get("expose") or []}, (
-        f"worker should expose its web port {port} to the network"
-    )
+    # Its web port stays inside the container (see the admin-token test below): nothing to expose.
+    assert not worker.get("expose"), "the worker's pages hold every tenant's totals: keep them off the network"
 
 
 def test_worker_runs_the_worker_command(services: dict, dockerfile: list[tuple[str, str]], pyproject: dict) -> None:
@@ -431,7 +429,7 @@ def test_worker_healthcheck_reaches_its_web_server(services: dict) -> None:
     worker = services[WORKER]
     env = env_of(worker)
     host = env.get("USAGE_WORKER_WEB_HOST", PipelineSettings.model_fields["worker_web_host"].default)
-    assert host in {"0.0.0.0", "::"}, f"worker web server on {host} is unreachable from other containers"
+    assert host == "127.0.0.1", f"worker web server on {host}: tenants' totals would be on the network"
     command = healthcheck_command(worker)
     assert not re.search(r"\b(curl|wget)\b", command), "python:*-slim has neither curl nor wget"
     match = re.search(r"http://(?:127\.0\.0\.1|localhost):(\d+)/health\b", command)
@@ -440,6 +438,16 @@ def test_worker_healthcheck_reaches_its_web_server(services: dict) -> None:
     assert duration_seconds(str(worker.get("stop_grace_period", "10s"))) >= 30, (
         "the worker needs time to finish a chunk's write and commit on SIGTERM"
     )
+
+
+def test_the_admin_token_comes_from_a_git_ignored_file_never_from_compose(services: dict) -> None:
+    worker = services[WORKER]
+    assert "USAGE_ADMIN_TOKEN" not in env_of(worker), "a token written in docker-compose.yml is no secret"
+    env_files = [entry["path"] if isinstance(entry, dict) else entry for entry in worker.get("env_file", [])]
+    assert env_files == ["./worker.secrets.env"]
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert "worker.secrets.env" in ignored and "worker.secrets.env" in DOCKERIGNORE.read_text().splitlines()
+    assert all(not any(p.get("target") == worker_web_port(worker) for p in published_ports(s)) for s in services.values())
 
 
 # --------------------------------------------------------------------------- Dockerfile
