@@ -85,8 +85,9 @@ def run_up(args: argparse.Namespace, settings: PipelineSettings) -> int:
         progress=_note,
     )
     url = server.up()
-    if settings.clickhouse_url and settings.clickhouse_url != url:
-        _note(f"note: CLICKHOUSE_URL={_without_password(settings.clickhouse_url)} is set; commands use that, not {url}")
+    if settings.clickhouse_url is not None and settings.resolved_clickhouse_url != url:
+        configured = _without_password(settings.resolved_clickhouse_url)
+        _note(f"note: CLICKHOUSE_URL={configured} is set; commands use that, not {url}")
     print(url, flush=True)
     return 0
 

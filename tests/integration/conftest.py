@@ -8,6 +8,13 @@ Where it comes from, first match wins:
 
 Every test gets its own topics and consumer group, so tests never see each other's data
 even on a shared broker.
+
+Tests that run on a ClickHouse server as well as on the embedded store share one server per
+session (`clickhouse_server`), each test in a database of its own:
+1. USAGE_TEST_CLICKHOUSE_SERVER=http://user:pass@host:8123, when set: a server someone runs.
+2. USAGE_TEST_CLICKHOUSE_SERVER=docker: a ClickHouse container (testcontainers).
+3. Otherwise: the local server (`usage-pipeline clickhouse up`, stream_app.clickhouse_server)
+   in a temporary directory on a free port; always stopped at the end of the session.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import pytest
 
 from stream_app.broker.local import LocalKafkaBroker, find_free_port
 from stream_app.broker.topics import ensure_topics_sync
+from stream_app.clickhouse_server import LocalClickHouseServer
 
 HERE = Path(__file__).resolve().parent
 TOPIC_PARTITIONS = 4
@@ -60,6 +68,52 @@ def topics(kafka_bootstrap: str) -> dict[str, str]:
 def unique_group() -> str:
     """A consumer group id no other test uses, so committed offsets never carry over."""
     return f"test-group-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL (no database) of one real ClickHouse server for this test session."""
+    configured = os.environ.get("USAGE_TEST_CLICKHOUSE_SERVER", "")
+    if configured == "docker":
+        yield from _clickhouse_container()
+    elif configured:
+        yield configured.rstrip("/")
+    else:
+        yield from _local_clickhouse_server(tmp_path_factory.mktemp("clickhouse-server"))
+
+
+@pytest.fixture
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """"chdb" (the embedded store, the default) or "server"; parametrize with `both_stores`."""
+    return getattr(request, "param", "chdb")
+
+
+@pytest.fixture
+def store_server(store_kind: str, request: pytest.FixtureRequest) -> str | None:
+    """The session's ClickHouse server base URL for server-kind tests, None for chdb ones."""
+    return request.getfixturevalue("clickhouse_server") if store_kind == "server" else None
+
+
+def _local_clickhouse_server(home: Path) -> Iterator[str]:
+    server = LocalClickHouseServer(home, port=find_free_port(), progress=_report)
+    previous_handler = _interrupt_on_sigterm()
+    try:
+        yield server.up().rsplit("/", 1)[0]
+    finally:
+        # Also after a failed or interrupted start: up() records the process before waiting.
+        server.down()
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _clickhouse_container() -> Iterator[str]:
+    try:  # testcontainers 4.15 moved the module; older ones only have the old path
+        from testcontainers.community.clickhouse import ClickHouseContainer
+    except ImportError:
+        from testcontainers.clickhouse import ClickHouseContainer
+
+    with ClickHouseContainer("clickhouse/clickhouse-server:25.8", username="usage", password="usage") as server:
+        yield f"http://usage:usage@{server.get_container_host_ip()}:{server.get_exposed_port(8123)}"
 
 
 def _local_broker(home: Path) -> Iterator[str]:

@@ -19,12 +19,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from genai_prices import Usage as CatalogUsage
 from genai_prices import calc_price
 
 from producers import KafkaPublisher
 from schemas import UsageTrackingEvent
 from stream_app.worker.process import WorkerProcess
+
+# Run a test on the embedded store and on the session's ClickHouse server (conftest.py):
+# the test takes the `store_server` fixture and passes it to `Pipeline.fresh`.
+STORE_KINDS = ("chdb", "server")
+both_stores = pytest.mark.parametrize("store_kind", STORE_KINDS, indirect=True)
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 KEYS = {
@@ -45,16 +51,23 @@ class Pipeline:
     home: Path
 
     @classmethod
-    def fresh(cls, bootstrap: str, tmp_path: Path) -> Pipeline:
+    def fresh(cls, bootstrap: str, tmp_path: Path, server: str | None = None) -> Pipeline:
+        """A pipeline on a fresh embedded store, or on a fresh database of `server` (a base URL)."""
         tag = uuid.uuid4().hex[:10]
         return cls(
             bootstrap=bootstrap,
             events_topic=f"it-{tag}.events",
             dlq_topic=f"it-{tag}.dlq",
             group=f"it-{tag}",
-            store_url=f"chdb://{tmp_path / 'clickhouse'}",
+            store_url=f"{server}/test_{tag}" if server else f"chdb://{tmp_path / 'clickhouse'}",
             home=tmp_path / "home",
         )
+
+    @property
+    def database(self) -> str:
+        from stream_app.sink.clickhouse import parse_clickhouse_url
+
+        return parse_clickhouse_url(self.store_url).database
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -94,11 +107,11 @@ class Pipeline:
         asyncio.run(go())
         return len(items)
 
-    def report_cli(self, group_by: str) -> list[dict[str, Any]]:
+    def report_cli(self, group_by: str, *options: str) -> list[dict[str, Any]]:
         """`usage-pipeline report --format json`, as a user runs it (a separate process)."""
         env = {**os.environ, **self.env()}
         result = subprocess.run(
-            [sys.executable, "-m", "stream_app", "report", "--group-by", group_by, "--format", "json"],
+            [sys.executable, "-m", "stream_app", "report", "--group-by", group_by, "--format", "json", *options],
             env=env,
             capture_output=True,
             text=True,
@@ -251,7 +264,7 @@ class BackgroundLoad:
 
 
 def read_store(store_url: str, sql: str) -> list[tuple]:
-    """Run one query on an embedded store this process opens and closes (no worker may hold it)."""
+    """Run one query on the store; an embedded one is opened and closed here (no worker may hold it)."""
     from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
 
     with ClickHouseSink(parse_clickhouse_url(store_url), window_seconds=60) as sink:

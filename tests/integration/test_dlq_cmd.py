@@ -17,7 +17,7 @@ import pytest
 import stream_app.cli as cli
 from schemas import UsageTrackingEvent
 from tests.factories import OMIT, make_event_dict
-from tests.integration.pipeline_harness import Pipeline, actual_report, expected_report
+from tests.integration.pipeline_harness import Pipeline, actual_report, both_stores, expected_report
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +30,8 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, tmp_path: Path) -> Pipeline:
-    return Pipeline.fresh(kafka_bootstrap, tmp_path)
+def pipeline(kafka_bootstrap: str, tmp_path: Path, store_server: str | None) -> Pipeline:
+    return Pipeline.fresh(kafka_bootstrap, tmp_path, server=store_server)
 
 
 @pytest.fixture
@@ -74,6 +74,7 @@ def assert_report_is(pipeline: Pipeline, events: list[dict]) -> None:
         assert actual_report(pipeline.report_cli(group_by), group_by) == expected_report(models, group_by)
 
 
+@both_stores
 def test_inspect_export_and_replay(pipeline: Pipeline, usage_pipeline: Run, tmp_path: Path) -> None:
     key = PROJECT.encode()
     good = [event() for _ in range(1_000)]

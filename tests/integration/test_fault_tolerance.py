@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import urllib.error
-import uuid
 import time
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from tests.integration.pipeline_harness import (
     BackgroundLoad,
     Pipeline,
     actual_report,
+    both_stores,
     expected_report,
     read_store,
     wait_until_billed,
@@ -35,10 +35,11 @@ def assert_exact(pipeline: Pipeline, events, group_bys=("project", "agent", "ses
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, tmp_path) -> Pipeline:
-    return Pipeline.fresh(kafka_bootstrap, tmp_path)
+def pipeline(kafka_bootstrap: str, tmp_path, store_server: str | None) -> Pipeline:
+    return Pipeline.fresh(kafka_bootstrap, tmp_path, server=store_server)
 
 
+@both_stores
 def test_sigkill_at_random_moments_under_load_loses_and_doubles_nothing(pipeline: Pipeline) -> None:
     events = varied_events(12_000, seed=21)
     rng = random.Random(5)
@@ -60,6 +61,7 @@ def test_sigkill_at_random_moments_under_load_loses_and_doubles_nothing(pipeline
     assert_exact(pipeline, events)
 
 
+@both_stores
 def test_clickhouse_outage_is_ridden_out_visibly_and_caught_up(pipeline: Pipeline) -> None:
     events = varied_events(4_000, seed=22)
     with pipeline.worker(USAGE_SINK_FAULT_PLAN="outage_seconds=8") as worker:
@@ -113,6 +115,8 @@ def test_broker_restart_while_producing_and_consuming(tmp_path) -> None:
 
 def test_workers_joining_and_leaving_under_load_bill_exactly(pipeline: Pipeline, tmp_path) -> None:
     """Three workers, each with its own embedded store, share the partitions as they come and go.
+
+    test_scale_out.py runs the same on one shared ClickHouse server.
 
     With no shared ClickHouse server here, the stores are combined afterwards by the tables'
     own replace semantics (every row version into one ReplacingMergeTree, read with FINAL).
@@ -181,6 +185,7 @@ def _report_rows(store: str, group_by: str):
         return sink.report(ReportQuery(group_by))
 
 
+@both_stores
 def test_late_events_are_billed_and_correct_their_closed_windows(pipeline: Pipeline) -> None:
     now = datetime.now(UTC)
     hours_ago = now - timedelta(hours=3)
@@ -197,7 +202,7 @@ def test_late_events_are_billed_and_correct_their_closed_windows(pipeline: Pipel
     # The closed windows hold exactly their events: recomputed, never incremented.
     window_rows = read_store(
         pipeline.store_url,
-        "SELECT project_id, window_start, events, input_tokens, cost_usd FROM usage.usage_windows FINAL "
+        f"SELECT project_id, window_start, events, input_tokens, cost_usd FROM {pipeline.database}.usage_windows FINAL "
         f"WHERE grouping = 'project' AND window_start < fromUnixTimestamp({int((now - timedelta(hours=1)).timestamp())})",
     )
     expected: dict[tuple, list] = {}
@@ -211,41 +216,3 @@ def test_late_events_are_billed_and_correct_their_closed_windows(pipeline: Pipel
     assert got == expected
     for project, in costs:
         assert sum(c for p, _, _, _, c in window_rows if p == project) == costs[(project,)]["cost_usd"]
-
-
-@pytest.fixture(scope="module")
-def clickhouse_server_url() -> str:
-    """A real ClickHouse server in a container, where a Docker engine exists (else skipped:
-    the embedded-store variant above covers the same behaviour on machines without Docker)."""
-    from tests.integration.conftest import _docker_available
-
-    if not _docker_available():
-        pytest.skip("no Docker engine: the shared-server variant needs testcontainers' ClickHouse")
-    from testcontainers.community.clickhouse import ClickHouseContainer
-
-    with ClickHouseContainer("clickhouse/clickhouse-server:25.8", username="usage", password="usage", dbname="usage") as server:
-        host = server.get_container_host_ip()
-        yield f"http://usage:usage@{host}:{server.get_exposed_port(8123)}/"
-
-
-def test_workers_joining_and_leaving_share_one_clickhouse_server(clickhouse_server_url: str, kafka_bootstrap: str, tmp_path) -> None:
-    pipeline = Pipeline.fresh(kafka_bootstrap, tmp_path)
-    pipeline.store_url = clickhouse_server_url + f"it_{uuid.uuid4().hex[:10]}"
-    events = varied_events(15_000, seed=27)
-    load = BackgroundLoad(pipeline.bootstrap, pipeline.events_topic, events, batch=250, pause=0.03).start()
-    with ExitStack() as running:
-        first = pipeline.worker(USAGE_WORKER_WEB_HOST="127.0.0.1").start()
-        running.callback(first.stop)
-        time.sleep(2)
-        second = pipeline.worker().start()
-        running.callback(second.stop)
-        time.sleep(2)
-        third = pipeline.worker().start()
-        running.callback(third.kill)
-        time.sleep(2)
-        second.stop()
-        time.sleep(2)
-        third.kill()
-        load.join()
-        wait_until_billed(pipeline, first, len(events))
-    assert_exact(pipeline, events)

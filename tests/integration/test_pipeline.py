@@ -1,7 +1,8 @@
 """Broker -> worker -> ClickHouse, end to end, checked against independently computed totals.
 
 Real Apache Kafka broker (session fixture), a real worker process, the real ClickHouse
-engine (embedded chDB store per test). Nothing is mocked.
+engine (embedded chDB store per test; tests marked `both_stores` also run on a database of
+the session's ClickHouse server, over HTTP). Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from schemas import UsageTrackingEvent
 from tests.factories import make_event_dict, varied_events
-from tests.integration.pipeline_harness import Pipeline, actual_report, expected_report, wait_until_billed
+from tests.integration.pipeline_harness import Pipeline, actual_report, both_stores, expected_report, wait_until_billed
 
 pytestmark = pytest.mark.integration
 
@@ -25,10 +26,11 @@ def assert_reports_exact(pipeline: Pipeline, events: list[UsageTrackingEvent]) -
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, tmp_path) -> Pipeline:
-    return Pipeline.fresh(kafka_bootstrap, tmp_path)
+def pipeline(kafka_bootstrap: str, tmp_path, store_server: str | None) -> Pipeline:
+    return Pipeline.fresh(kafka_bootstrap, tmp_path, server=store_server)
 
 
+@both_stores
 def test_report_equals_independent_totals_and_resend_changes_nothing(pipeline: Pipeline) -> None:
     events = varied_events(3_000)
     assert len({e.project_id for e in events}) >= 3 and len({e.provider for e in events}) >= 3
@@ -105,6 +107,7 @@ def test_malformed_messages_are_dead_lettered_with_reasons_and_change_no_total(p
     assert base64.b64decode(utf8_letter["raw_base64"]) == b"\xff\xfe\x00garbage"
 
 
+@both_stores
 def test_failing_clickhouse_writes_lose_nothing_and_double_nothing(pipeline: Pipeline) -> None:
     events = varied_events(2_000, seed=3)
     # Three inserts fail outright, then two succeed on the server but report failure.
@@ -115,6 +118,7 @@ def test_failing_clickhouse_writes_lose_nothing_and_double_nothing(pipeline: Pip
         assert_reports_exact(pipeline, events)
 
 
+@both_stores
 def test_worker_killed_mid_stream_then_restarted_bills_exactly(pipeline: Pipeline) -> None:
     events = varied_events(6_000, seed=4)
     chunks = [events[i : i + 1_000] for i in range(0, len(events), 1_000)]

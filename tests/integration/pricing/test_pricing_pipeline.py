@@ -27,7 +27,7 @@ from genai_prices import calc_price
 from schemas import UsageTrackingEvent
 from stream_app.errors import PipelineError
 from tests.factories import make_event
-from tests.integration.pipeline_harness import Pipeline
+from tests.integration.pipeline_harness import Pipeline, both_stores
 
 pytestmark = pytest.mark.integration
 
@@ -154,10 +154,11 @@ def project_costs(pipeline: Pipeline) -> dict[str, Decimal]:
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, tmp_path: Path) -> Pipeline:
-    return Pipeline.fresh(kafka_bootstrap, tmp_path)
+def pipeline(kafka_bootstrap: str, tmp_path: Path, store_server: str | None) -> Pipeline:
+    return Pipeline.fresh(kafka_bootstrap, tmp_path, server=store_server)
 
 
+@both_stores
 def test_missing_prices_then_an_override_then_reprice(pipeline: Pipeline, tmp_path: Path) -> None:
     price_file = tmp_path / "prices.toml"
     price_file.write_text(PRICE_FILE)
