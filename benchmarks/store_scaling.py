@@ -1,0 +1,319 @@
+"""How the worker and billing queries scale with stored history (issue 9's benchmark).
+
+    python benchmarks/store_scaling.py [--sizes 0,1M,10M] [--fresh-events 200000] [--requests 100]
+                                       [--random-ids] [--profile-chunks 4]
+
+Once: publishes `--fresh-events` events (the population of `store_history.py`, stamped
+over the last 10 minutes, time-ordered UUIDv7 ids) to a fresh topic, 500 to a message,
+and measures a bare aiokafka consumer + `json.loads` on it (the ceiling).
+
+Then for each size, in a fresh embedded store (chdb:// in a temp dir):
+1. pre-load: `size` events of 30 days of history (several projects, one holding 80%)
+   straight into `usage_events` in SQL, their window and tool rows built by the project's
+   own per-message SQL builders (`benchmarks/store_phases.py preload`);
+2. a real `usage-pipeline worker` process drains the fresh topic (own consumer group):
+   events/s after its first chunk, and per-chunk seconds from `/stats` (`last_chunk_seconds`);
+3. billing queries through the worker's `/report`, `--requests` each: p50/p99/max;
+4. the worker stopped, chunks of fresh messages through its ChunkProcessor in process,
+   timing look-up, price+rows+windows and each table's insert (where the time goes).
+
+Uses KAFKA_BOOTSTRAP_SERVERS, or starts (and stops) a local broker. Prints a table per
+size, then the throughput ratio largest/empty (goal >= 0.9) and whether every billing
+query's p99 is under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from store_history import iter_fresh_events  # noqa: E402
+from worker_throughput import _bare_consume, _peak_rss_mb, _wait_first_chunk  # noqa: E402
+
+from producers import KafkaPublisher  # noqa: E402
+from stream_app.settings import load_settings  # noqa: E402
+from stream_app.worker.process import WorkerProcess  # noqa: E402
+
+EVENTS_PER_MESSAGE = 500
+P99_GOAL_MS = 50.0
+THROUGHPUT_GOAL = 0.9
+PHASES = Path(__file__).resolve().parent / "store_phases.py"
+
+# (name, /report parameters): SPEC.md §4's billing questions.
+BILLING_QUERIES: tuple[tuple[str, dict[str, str]], ...] = (
+    ("all-time by project", {"group_by": "project"}),
+    ("last day by agent", {"group_by": "agent", "since": "1d"}),
+    ("last hour by session", {"group_by": "session", "since": "1h"}),
+    ("30 days by hour", {"group_by": "project", "since": "30d", "every": "1h"}),
+)
+
+
+def parse_size(text: str) -> int:
+    """`0`, `300k`, `1M`, `2.5M`, `10000` -> events."""
+    text = text.strip()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:].lower(), 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def size_label(events: int) -> str:
+    if events >= 1_000_000 and events % 100_000 == 0:
+        return f"{events / 1_000_000:g}M"
+    if events >= 1_000 and events % 1_000 == 0:
+        return f"{events // 1_000}k"
+    return str(events)
+
+
+@dataclass
+class Latency:
+    first_ms: float
+    samples_ms: list[float]
+    rows: int
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+@dataclass
+class SizeResult:
+    events: int
+    preload: dict[str, Any]
+    throughput: float = 0.0
+    drained: int = 0
+    drain_seconds: float = 0.0
+    chunk_seconds: list[float] = field(default_factory=list)
+    chunk_events: list[int] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    latencies: dict[str, Latency] = field(default_factory=dict)
+    reported_events: int = 0
+    profile: dict[str, float] = field(default_factory=dict)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="0,1M,10M", help="stored history sizes, e.g. 0,100k,300k")
+    parser.add_argument("--fresh-events", type=int, default=200_000)
+    parser.add_argument("--requests", type=int, default=100, help="requests per billing query")
+    parser.add_argument("--random-ids", action="store_true", help="random UUIDv4 event ids instead of UUIDv7")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--history-events-per-message", type=int, default=EVENTS_PER_MESSAGE)
+    parser.add_argument("--profile-chunks", type=int, default=4, help="chunks timed in process (0: skip)")
+    parser.add_argument("--no-optimize", action="store_true", help="leave the pre-loaded parts unmerged")
+    args = parser.parse_args()
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+
+    settings = load_settings()
+    work = Path(tempfile.mkdtemp(prefix="usage-store-scaling-"))
+    broker = None
+    try:
+        bootstrap = settings.kafka_bootstrap_servers
+        if not bootstrap:
+            from stream_app.broker.local import LocalKafkaBroker
+
+            broker = LocalKafkaBroker(work / "kafka", progress=lambda m: print(f"  kafka: {m}", file=sys.stderr))
+            bootstrap = broker.up()
+        tag = uuid.uuid4().hex[:8]
+        topic = f"bench-scaling-{tag}"
+        from stream_app.broker.topics import ensure_topics_sync
+
+        ensure_topics_sync(bootstrap, {topic: settings.topic_partitions, f"{topic}.dlq": settings.topic_partitions})
+        now = datetime.now(timezone.utc)
+        _progress(f"publishing {args.fresh_events:,} fresh events to {topic} ...")
+        started = time.perf_counter()
+        messages = asyncio.run(_publish_fresh(bootstrap, topic, args.fresh_events, now, args.random_ids))
+        _progress(f"  {messages:,} messages in {time.perf_counter() - started:.1f} s")
+        baseline_s = asyncio.run(_bare_consume(bootstrap, topic, messages))
+        baseline = args.fresh_events / baseline_s
+        _progress(f"baseline: bare aiokafka + json.loads {baseline:,.0f} events/s")
+
+        results = []
+        for events in sizes:
+            label = size_label(events)
+            _progress(f"size {label}: pre-loading {events:,} events of {args.days} days of history ...")
+            store = work / f"store-{label}"
+            phase_args = {
+                "store": str(store), "window_seconds": settings.window_seconds, "events": events,
+                "now": now.isoformat(), "days": args.days, "events_per_message": args.history_events_per_message,
+                "partitions": settings.topic_partitions, "random_ids": args.random_ids, "optimize": not args.no_optimize,
+            }
+            result = SizeResult(events, _run_phase("preload", phase_args))
+            env = {
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "CLICKHOUSE_URL": f"chdb://{store}",
+                "USAGE_EVENTS_TOPIC": topic,
+                "USAGE_DLQ_TOPIC": f"{topic}.dlq",
+                "USAGE_CONSUMER_GROUP": f"bench-{tag}-{label}",
+                "USAGE_PIPELINE_HOME": str(work / f"home-{label}"),
+                "USAGE_LOG_LEVEL": "warning",
+            }
+            _progress(f"size {label}: a worker drains {args.fresh_events:,} fresh events ...")
+            with WorkerProcess(env, log_path=work / f"worker-{label}.log") as worker:
+                _drain(worker, messages, result, label)
+                _progress(f"size {label}: {args.requests} requests of each billing query through /report ...")
+                for name, params in BILLING_QUERIES:
+                    result.latencies[name] = _time_report(worker, params, args.requests)
+                result.reported_events = sum(int(r["events"]) for r in worker.report("project"))
+                result.peak_rss_mb = _peak_rss_mb(worker.pid)
+            if args.profile_chunks:
+                _progress(f"size {label}: {args.profile_chunks} chunks through the ChunkProcessor in process ...")
+                result.profile = _run_phase(
+                    "profile",
+                    {**phase_args, "chunks": args.profile_chunks, "messages_per_chunk": settings.chunk_max_messages,
+                     "events_per_message": EVENTS_PER_MESSAGE},
+                )
+            shutil.rmtree(store, ignore_errors=True)
+            results.append(result)
+            _print_size(result, args.fresh_events)
+
+        _print_summary(results, baseline, args)
+        return 0
+    finally:
+        if broker is not None:
+            broker.down()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def _publish_fresh(bootstrap: str, topic: str, count: int, now: datetime, random_ids: bool) -> int:
+    """The fresh traffic, in slices large enough that most messages hold 500 events."""
+    events = iter_fresh_events(count, now=now, seed=11, random_ids=random_ids)
+    sent = 0
+    async with KafkaPublisher(bootstrap, topic, max_events_per_message=EVENTS_PER_MESSAGE) as publisher:
+        while batch := list(itertools.islice(events, 50_000)):
+            sent += (await publisher.publish(batch)).messages
+    return sent
+
+
+def _run_phase(phase: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A phase of store_phases.py in a child process (it opens the store; we may not)."""
+    completed = subprocess.run(
+        [sys.executable, str(PHASES), phase, json.dumps(args)], stdout=subprocess.PIPE, check=True, text=True
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _drain(worker: WorkerProcess, messages: int, result: SizeResult, label: str) -> None:
+    """Events/s from the first chunk to the last, and the seconds of each chunk seen alone."""
+    first, first_events = _wait_first_chunk(worker)
+    seen = {"chunks": 0, "events": first_events, "reported": time.monotonic()}
+
+    def sample(stats: dict[str, Any]) -> None:
+        # Between two polls exactly one chunk finished: its time and size are known exactly.
+        if stats["chunks"] == seen["chunks"] + 1 and seen["chunks"] > 0:
+            result.chunk_seconds.append(float(stats["last_chunk_seconds"]))
+            result.chunk_events.append(int(stats["events_accepted"]) - seen["events"])
+        seen["chunks"], seen["events"] = stats["chunks"], int(stats["events_accepted"])
+        if time.monotonic() - seen["reported"] >= 5:
+            seen["reported"] = time.monotonic()
+            _progress(f"  size {label}: {stats['events_accepted']:,} events written, {stats['chunks']} chunks")
+
+    stats = worker.wait_for_messages(messages, timeout=3600, interval=0.05, progress=sample)
+    result.drain_seconds = time.perf_counter() - first
+    result.drained = int(stats["events_accepted"]) - first_events
+    result.throughput = result.drained / result.drain_seconds
+
+
+def _time_report(worker: WorkerProcess, params: dict[str, str], requests: int) -> Latency:
+    """One cold request, then `requests` timed ones (client side: HTTP, query and JSON)."""
+    samples = []
+    rows = 0
+    for i in range(requests + 1):
+        started = time.perf_counter()
+        answer = worker.get("/report", **params)
+        elapsed = (time.perf_counter() - started) * 1000
+        if i == 0:
+            first, rows = elapsed, len(answer)
+        else:
+            samples.append(elapsed)
+    return Latency(first, samples, rows)
+
+
+def _print_size(r: SizeResult, fresh: int) -> None:
+    shape = r.preload["shape"]
+    print()
+    print(f"=== {size_label(r.events)} stored events ({r.events:,}) ===")
+    seconds = r.preload["seconds"]
+    if seconds:
+        print("pre-load: " + ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items()))
+    print(
+        "store after pre-load: "
+        + ", ".join(f"{t} {v['rows']:,} rows in {v['parts']} parts" for t, v in shape.items())
+    )
+    print(
+        f"worker: {r.throughput:>9,.0f} events/s  ({r.drained:,} events after its first chunk, in {r.drain_seconds:.1f} s; "
+        f"peak RSS {r.peak_rss_mb:,.0f} MB)"
+    )
+    if r.chunk_seconds:
+        per_event = [s / max(e, 1) * 1e6 for s, e in zip(r.chunk_seconds, r.chunk_events)]
+        print(
+            f"per chunk (/stats last_chunk_seconds, {len(r.chunk_seconds)} chunks seen alone, "
+            f"median {statistics.median(r.chunk_events):,.0f} events): p50 {statistics.median(r.chunk_seconds):.3f} s, "
+            f"max {max(r.chunk_seconds):.3f} s, {statistics.median(per_event):.1f} us/event"
+        )
+    if r.profile:
+        p = r.profile
+        steps = [k for k in p if k not in ("chunk", "events")]
+        print(
+            f"in-process chunk of {p['events']:,.0f} events (median of chunks): total {p['chunk'] * 1000:,.0f} ms = "
+            + ", ".join(f"{k} {p[k] * 1000:,.0f} ms" for k in steps)
+            + f", decode+decide+rest {(p['chunk'] - sum(p[k] for k in steps if k.startswith(('look', 'price', 'insert')))) * 1000:,.0f} ms"
+        )
+    expected = r.events + fresh
+    check = "ok" if r.reported_events == expected else f"MISMATCH (expected {expected:,})"
+    print(f"report all-time total: {r.reported_events:,} events ({check})")
+    print(f"{'billing query (/report)':<24} {'rows':>6} {'cold ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for name, lat in r.latencies.items():
+        print(
+            f"{name:<24} {lat.rows:>6} {lat.first_ms:>8.1f} {lat.percentile(0.5):>8.1f} "
+            f"{lat.percentile(0.99):>8.1f} {max(lat.samples_ms):>8.1f}"
+        )
+    sys.stdout.flush()
+
+
+def _print_summary(results: list[SizeResult], baseline: float, args: argparse.Namespace) -> None:
+    print()
+    print(f"=== summary ({'random UUIDv4' if args.random_ids else 'UUIDv7'} ids, {args.fresh_events:,} fresh events) ===")
+    print(f"baseline bare aiokafka + json.loads: {baseline:,.0f} events/s")
+    header = f"{'stored':>8} {'events/s':>10} {'chunk p50 s':>12}" + "".join(f" {n[:22] + ' p99':>26}" for n, _ in BILLING_QUERIES)
+    print(header)
+    for r in results:
+        chunk = f"{statistics.median(r.chunk_seconds):.3f}" if r.chunk_seconds else "-"
+        line = f"{size_label(r.events):>8} {r.throughput:>10,.0f} {chunk:>12}"
+        line += "".join(f" {r.latencies[n].percentile(0.99):>23.1f} ms" for n, _ in BILLING_QUERIES)
+        print(line)
+    base, largest = results[0], results[-1]
+    if len(results) > 1:
+        ratio = largest.throughput / base.throughput
+        verdict = "meets" if ratio >= THROUGHPUT_GOAL else "MISSES"
+        print(
+            f"throughput at {size_label(largest.events)} / at {size_label(base.events)}: {ratio:.2f} "
+            f"({verdict} the >= {THROUGHPUT_GOAL} goal)"
+        )
+    worst = max((lat.percentile(0.99), name, r.events) for r in results for name, lat in r.latencies.items())
+    under = all(lat.percentile(0.99) < P99_GOAL_MS for r in results for lat in r.latencies.values())
+    print(
+        f"every billing query p99 < {P99_GOAL_MS:.0f} ms at every size: {'yes' if under else 'NO'} "
+        f"(worst: {worst[1]} at {size_label(worst[2])}, {worst[0]:.1f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
