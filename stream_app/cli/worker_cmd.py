@@ -75,8 +75,7 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
     sink = ClickHouseSink(
         location,
         window_seconds=settings.window_seconds,
-        retry_initial_seconds=settings.sink_retry_initial_seconds,
-        retry_max_seconds=settings.sink_retry_max_seconds,
+        rejections_ttl_days=settings.rejections_ttl_days,
         fault_plan=parse_fault_plan(settings.sink_fault_plan),
     ).open()
     log.info("ClickHouse: %s (schema up to date)", location.display)
@@ -97,7 +96,7 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
     if location.kind == "chdb" and location.path is not None:
         publish_endpoint(location.path, url)
     log.info("worker HTTP endpoint: %s (/health /stats /metrics /report /prices/missing /prices/compare /reprice)", url)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker = _stoppable_worker_class(faust.Worker)(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -107,6 +106,55 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
             withdraw_endpoint(location.path)
         sink.close()
     return 0
+
+
+def _stoppable_worker_class(base: type) -> type:
+    """Faust's worker, told to also stop a chunk that is retrying a failing write.
+
+    Faust alone waits for the chunk in hand, which could retry for as long as ClickHouse
+    is down. With the stop flag set the retry loop gives up within a second, and the
+    worker exits without committing that chunk (redelivered to whoever takes over);
+    a write stuck in a long network timeout is cut after `STOP_GRACE_SECONDS`.
+    """
+
+    class StoppableWorker(base):  # type: ignore[misc, valid-type]
+        def _on_sigterm(self) -> None:
+            self._request_stop()
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            self._request_stop()
+            super()._on_sigint()
+
+        def _request_stop(self) -> None:
+            app = self.app
+            app.usage_stop.set()
+            if app.usage_sink.stats.retrying_since is not None:
+                _exit_after(STOP_GRACE_SECONDS)
+
+    return StoppableWorker
+
+
+STOP_GRACE_SECONDS = 5.0
+
+
+def _exit_after(seconds: float) -> None:
+    import os
+    import threading
+
+    from stream_app.worker.app import EXIT_UNCOMMITTED
+
+    def hard_exit() -> None:
+        logging.getLogger("stream_app.worker").critical(
+            "still writing %.0f s after being asked to stop while ClickHouse writes fail: exiting without committing",
+            seconds,
+        )
+        logging.shutdown()
+        os._exit(EXIT_UNCOMMITTED)
+
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def describe_prices(pricer: CatalogPricer) -> str:

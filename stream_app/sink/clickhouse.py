@@ -297,12 +297,13 @@ class ClickHouseSink:
         return out
 
     def write_rows(self, rows: ChunkRows) -> None:
-        """One attempt at writing a chunk, in the order that makes a crash anywhere harmless.
+        """One attempt at writing a chunk: dead letters, window and tool rows, then billed events.
 
-        Dead letters first; then each message's window and tool rows; the billed events
-        last, because a stored event is what tells a replay "this message was written"
-        (stream_app/core/counting.py). A crash before the events leaves rows that the
-        replay rewrites under the same keys; a crash after them leaves nothing to do.
+        Every row is keyed by its source message (events by their key and source), so
+        a crash between any two of these inserts is repaired by the replay: the next
+        attempt finds the same billed copies and rewrites the same keys. Windows go
+        before events so that a stored event always has its windows stored too (a
+        replay then only rewrites identical rows).
         """
         database = self.location.database
         with self._lock:

@@ -7,10 +7,13 @@ Plan syntax, comma-separated:
 - `fail_inserts=N`: the next N inserts raise before writing anything.
 - `fail_after_insert=N`: the next N inserts write, then raise (a lost acknowledgement).
 - `outage_seconds=S`: every statement fails for S seconds after the first insert.
+- `crash_after=TABLE`: the process dies (exit 70, no clean-up, nothing committed) right
+  after its first insert into TABLE: a crash between two writes of a chunk.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -28,10 +31,16 @@ class FaultPlan:
     fail_inserts: int = 0
     fail_after_insert: int = 0
     outage_seconds: float = 0.0
+    crash_after: str = ""
 
     @property
     def active(self) -> bool:
-        return bool(self.fail_inserts or self.fail_after_insert or self.outage_seconds)
+        return bool(self.fail_inserts or self.fail_after_insert or self.outage_seconds or self.crash_after)
+
+
+# What a crash looks like from outside: the process is gone, mid-chunk, without a word.
+CRASH_EXIT_CODE = 70
+CRASHABLE_TABLES = ("usage_rejections", "usage_windows", "usage_tool_windows", "usage_events")
 
 
 def parse_fault_plan(text: str) -> FaultPlan:
@@ -46,6 +55,8 @@ def parse_fault_plan(text: str) -> FaultPlan:
                 plan.fail_after_insert = int(value)
             elif name == "outage_seconds":
                 plan.outage_seconds = float(value)
+            elif name == "crash_after" and value in CRASHABLE_TABLES:
+                plan.crash_after = value
             else:
                 raise ValueError(name)
             if min(plan.fail_inserts, plan.fail_after_insert, plan.outage_seconds) < 0:
@@ -53,7 +64,8 @@ def parse_fault_plan(text: str) -> FaultPlan:
         except ValueError:
             raise ConfigurationError(
                 f"USAGE_SINK_FAULT_PLAN: cannot read {part!r}; use e.g. "
-                "'fail_inserts=3,fail_after_insert=2,outage_seconds=30'"
+                "'fail_inserts=3,fail_after_insert=2,outage_seconds=30' or 'crash_after=usage_windows' "
+                f"(tables: {', '.join(CRASHABLE_TABLES)})"
             ) from None
     return plan
 
@@ -83,6 +95,9 @@ class FaultyClient:
             if fail_after:
                 self._plan.fail_after_insert -= 1
         result = self._inner.insert(*args, **kwargs)
+        table = args[0] if args else kwargs.get("table")
+        if self._plan.crash_after and table == self._plan.crash_after:
+            os._exit(CRASH_EXIT_CODE)
         if fail_after:
             raise InjectedFault("injected failure after the insert was written (lost acknowledgement)")
         return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -21,8 +22,8 @@ from aiohttp import web as aiohttp_web
 from stream_app.core.decode import MessageOrigin
 from stream_app.settings import PipelineSettings
 from stream_app.sink.clickhouse import ClickHouseSink
-from stream_app.sink.queries import GROUP_KEYS, ReportQuery
-from stream_app.worker.chunk import ChunkProcessor
+from stream_app.sink.queries import GROUP_KEYS, ReportQuery, parse_every
+from stream_app.worker.chunk import ChunkProcessor, RetryPolicy
 from stream_app.worker.metrics import WorkerMetrics, render_prometheus
 from stream_app.core.times import parse_time
 
@@ -58,6 +59,9 @@ def create_app(settings: PipelineSettings, bootstrap: str, sink: ClickHouseSink)
         stream_buffer_maxsize=max(4096, settings.chunk_max_messages * 2),
     )
     metrics = WorkerMetrics()
+    # Set on SIGTERM/SIGINT (stream_app/cli/worker_cmd.py): a chunk whose write keeps
+    # failing then gives up within a second instead of retrying on, and is not committed.
+    stop = threading.Event()
     processor = ChunkProcessor(
         sink,
         metrics,
@@ -65,6 +69,8 @@ def create_app(settings: PipelineSettings, bootstrap: str, sink: ClickHouseSink)
         max_future_skew=timedelta(seconds=settings.max_future_skew_seconds),
         consumer_group=settings.consumer_group,
         decode_options={"denied_context_keys": settings.context_deny_key_set},
+        retry=RetryPolicy(settings.sink_retry_initial_seconds, settings.sink_retry_max_seconds),
+        stop=stop,
     )
     events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
     dlq_topic = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
@@ -81,6 +87,8 @@ def create_app(settings: PipelineSettings, bootstrap: str, sink: ClickHouseSink)
 
     _install_pages(app, sink, metrics, settings.events_topic)
     app.usage_metrics = metrics  # type: ignore[attr-defined]
+    app.usage_stop = stop  # type: ignore[attr-defined]
+    app.usage_sink = sink  # type: ignore[attr-defined]
     return app
 
 
@@ -169,6 +177,7 @@ def _install_pages(app: faust.App, sink: ClickHouseSink, metrics: WorkerMetrics,
                 project=params.get("project") or None,
                 since=parse_time(params["since"]) if params.get("since") else None,
                 until=parse_time(params["until"]) if params.get("until") else None,
+                every=parse_every(params["every"], sink.window_seconds) if params.get("every") else None,
             )
         except ValueError as exc:
             return web.json({"error": str(exc), "group_by": sorted(GROUP_KEYS)}, status=400)

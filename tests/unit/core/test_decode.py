@@ -367,6 +367,8 @@ def test_reject_reason_codes_are_stable():
         "FUTURE_TIMESTAMP": "future_timestamp",
         "PROJECT_KEY_MISMATCH": "project_key_mismatch",
         "PROMPT_TEXT_IN_CONTEXT": "prompt_text_in_context",
+        "CONFLICTING_DUPLICATE": "conflicting_duplicate",
+        "SINK_REJECTED": "sink_rejected",
     }
 
 
@@ -401,3 +403,12 @@ def test_never_raises(raw):
 
     assert result.events == []
     assert result.rejections  # every input is accounted for
+
+
+def test_original_event_bytes_of_a_batch_element_and_of_a_single_event():
+    from stream_app.core.decode import original_event_bytes
+
+    batch = b'[ {"a": 1} ,\n {"b": [2, "]"]} ]'
+
+    assert original_event_bytes(batch, 1) == b'{"b": [2, "]"]}'
+    assert original_event_bytes(b'{"a":1}', None) == b'{"a":1}'

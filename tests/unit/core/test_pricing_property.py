@@ -22,6 +22,7 @@ from genai_prices.types import ModelPrice, TieredPrices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream_app.core.counting import copies_of
 from stream_app.core.decode import DecodedEvent, MessageOrigin
 from stream_app.core.price_overrides import parse_price_overrides
 from stream_app.core.pricing import CatalogPricer, TokenCounts, stored_cost
@@ -220,7 +221,7 @@ def test_every_row_of_a_batch_bills_the_catalog_or_the_override_in_force(batch):
     origin = MessageOrigin("llm.usage.events", 0, 0, b"acme")
     decoded = [DecodedEvent(e, origin, i) for i, e in enumerate(batch)]
 
-    rows = build_chunk_rows(decoded, [], price=BATCH_PRICER, window_seconds=60, ingested_at=datetime.now(UTC))
+    rows = build_chunk_rows(copies_of(decoded), [], price=BATCH_PRICER, window_seconds=60, ingested_at=datetime.now(UTC))
 
     cost_at = EVENT_COLUMNS.index("cost_usd")
     id_at = EVENT_COLUMNS.index("event_id")

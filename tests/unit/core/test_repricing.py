@@ -1,4 +1,4 @@
-"""`reprice_rows`: stored rows priced again; only what changes is rewritten, newer, and counted."""
+"""`reprice_rows`: stored rows priced again; only what changes is rewritten, with the run's generation."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from stream_app.core.counting import copies_of
 from stream_app.core.decode import DecodedEvent, MessageOrigin
 from stream_app.core.price_overrides import parse_price_overrides
 from stream_app.core.pricing import CatalogPricer
@@ -50,7 +51,7 @@ def written_rows() -> list[tuple]:
     ]
     origin = MessageOrigin("llm.usage.events", 0, 1, b"acme")
     chunk = build_chunk_rows(
-        [DecodedEvent(e, origin, i) for i, e in enumerate(events)], [], price=CatalogPricer(), window_seconds=60, ingested_at=FIRST_WRITE
+        copies_of([DecodedEvent(e, origin, i) for i, e in enumerate(events)]), [], price=CatalogPricer(), window_seconds=60, ingested_at=FIRST_WRITE
     )
     return stored(chunk.event_rows)
 
@@ -59,25 +60,24 @@ def test_only_rows_whose_pricing_changes_are_rewritten():
     rows = written_rows()
     summary = RepriceSummary(dry_run=False)
 
-    changed, windows = reprice_rows(rows, CatalogPricer(parse_price_overrides(PRICE_FILE)), ingested_at=REPRICED_AT, summary=summary)
+    changed = reprice_rows(rows, CatalogPricer(parse_price_overrides(PRICE_FILE)), generation=3, summary=summary)
 
     assert sorted((r[AT["project_id"]], r[AT["model"]]) for r in changed) == [("acme", "ft:acme-support"), ("globex", "ft:acme-support")]
     acme = next(r for r in changed if r[AT["project_id"]] == "acme")
     # 1000×1 + 500×4 = 3,000 µ$
     assert [acme[AT[c]] for c in PRICING_COLUMNS] == [Decimal("0.003"), "priced", "override:prices.toml#private", "", "", ""]
-    assert acme[AT["ingested_at"]] == REPRICED_AT
+    assert acme[AT["price_generation"]] == 3
     assert acme[AT["timestamp"]] == T0  # made explicit UTC again
     # Everything else about the event is as stored.
     original = next(r for r in rows if r[AT["event_id"]] == acme[AT["event_id"]])
-    untouched = set(EVENT_COLUMNS) - set(PRICING_COLUMNS) - {"ingested_at", "timestamp", "window_start"}
+    untouched = set(EVENT_COLUMNS) - set(PRICING_COLUMNS) - {"price_generation", "ingested_at", "timestamp", "window_start"}
     assert all(acme[AT[c]] == original[AT[c]] for c in untouched)
-    assert windows == {("acme", datetime(2026, 11, 22, 12, 0, tzinfo=UTC)), ("globex", datetime(2026, 11, 22, 12, 5, tzinfo=UTC))}
 
 
 def test_the_summary_shows_before_and_after_per_project():
     summary = RepriceSummary(dry_run=True)
 
-    reprice_rows(written_rows(), CatalogPricer(parse_price_overrides(PRICE_FILE)), ingested_at=REPRICED_AT, summary=summary)
+    reprice_rows(written_rows(), CatalogPricer(parse_price_overrides(PRICE_FILE)), generation=1, summary=summary)
 
     acme, globex = summary.projects["acme"], summary.projects["globex"]
     # gpt-4o: 800×2.5 + 200×1.25 + 100×10 = 3,250 µ$, unchanged; the fine-tune was unpriced.
@@ -90,23 +90,24 @@ def test_the_summary_shows_before_and_after_per_project():
 def test_repricing_again_changes_nothing():
     pricer = CatalogPricer(parse_price_overrides(PRICE_FILE))
     rows = written_rows()
-    changed, _ = reprice_rows(rows, pricer, ingested_at=REPRICED_AT, summary=RepriceSummary(dry_run=False))
+    changed = reprice_rows(rows, pricer, generation=1, summary=RepriceSummary(dry_run=False))
     by_id = {r[AT["event_id"]]: r for r in rows} | {r[AT["event_id"]]: r for r in stored(changed)}
 
-    again, windows = reprice_rows(list(by_id.values()), pricer, ingested_at=REPRICED_AT + timedelta(hours=1), summary=RepriceSummary(dry_run=False))
+    again = reprice_rows(list(by_id.values()), pricer, generation=2, summary=RepriceSummary(dry_run=False))
 
-    assert (again, windows) == ([], set())
+    assert again == []
 
 
 def test_the_same_prices_change_nothing():
-    assert reprice_rows(written_rows(), CatalogPricer(), ingested_at=REPRICED_AT, summary=RepriceSummary(dry_run=False)) == ([], set())
+    assert reprice_rows(written_rows(), CatalogPricer(), generation=1, summary=RepriceSummary(dry_run=False)) == []
 
 
-def test_a_rewritten_row_is_newer_than_the_stored_copy_even_from_a_slow_clock():
+def test_a_rewritten_row_wins_by_generation_whatever_the_clocks_said():
     rows = written_rows()
     ahead = FIRST_WRITE + timedelta(days=2)  # the stored copy was stamped by a clock running ahead
     rows = [tuple(ahead.replace(tzinfo=None) if i == AT["ingested_at"] else v for i, v in enumerate(r)) for r in rows]
 
-    changed, _ = reprice_rows(rows, CatalogPricer(parse_price_overrides(PRICE_FILE)), ingested_at=REPRICED_AT, summary=RepriceSummary(dry_run=False))
+    changed = reprice_rows(rows, CatalogPricer(parse_price_overrides(PRICE_FILE)), generation=7, summary=RepriceSummary(dry_run=False))
 
-    assert {r[AT["ingested_at"]] for r in changed} == {ahead + timedelta(microseconds=1)}
+    assert {r[AT["price_generation"]] for r in changed} == {7}
+    assert {r[AT["ingested_at"]] for r in changed} == {ahead}  # kept as information, never compared

@@ -6,12 +6,16 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from stream_app.core.counting import content_of, copies_of, decide, fingerprint
 from stream_app.core.decode import DecodedEvent, MessageOrigin, Rejection
 from stream_app.core.pricing import PricedCost
 from stream_app.core.rows import (
     EVENT_COLUMNS,
     REJECTION_COLUMNS,
+    TOMBSTONE_VERSION,
+    WINDOW_COLUMNS,
     build_chunk_rows,
+    tombstone_rows,
     event_row,
     rejection_row,
 )
@@ -38,7 +42,20 @@ def fixed_price(event) -> PricedCost:
 
 
 def build(items, rejections=(), window_seconds=60):
-    return build_chunk_rows(items, list(rejections), price=fixed_price, window_seconds=window_seconds, ingested_at=INGESTED)
+    """The worker's path for a chunk nothing of which is stored yet."""
+    decision = decide(copies_of(items), {})
+    rows = build_chunk_rows(decision.accepted, list(rejections), price=fixed_price, window_seconds=window_seconds, ingested_at=INGESTED)
+    return Built(rows, len(decision.duplicates), len(decision.conflicts))
+
+
+class Built:
+    """A chunk's rows with what the counting decision dropped."""
+
+    def __init__(self, rows, duplicates: int, conflicts: int) -> None:
+        self.rows, self.duplicates, self.conflicts = rows, duplicates, conflicts
+
+    def __getattr__(self, name):
+        return getattr(self.rows, name)
 
 
 def as_record(row: tuple) -> dict:
@@ -50,7 +67,7 @@ def test_event_row_has_one_value_per_column():
     rows = build([decoded(make_event(timestamp=T0), 1)])
 
     (row,) = rows.event_rows
-    assert len(row) == len(EVENT_COLUMNS) == 35
+    assert len(row) == len(EVENT_COLUMNS) == 38
 
 
 def test_event_row_values():
@@ -113,6 +130,9 @@ def test_event_row_values():
         "kafka_topic": TOPIC,
         "kafka_partition": 2,
         "kafka_offset": 77,
+        "batch_index": -1,
+        "fingerprint": fingerprint(content_of(event)),
+        "price_generation": 0,
         "ingested_at": INGESTED,
     }
 
@@ -137,28 +157,27 @@ def test_failed_call_keeps_its_error_text():
     assert record["error"] == "rate limited"
 
 
-def test_duplicates_inside_a_chunk_are_written_once_and_the_later_copy_wins():
+def test_the_first_copy_in_a_chunk_is_billed_and_a_changed_later_copy_is_not():
     first = make_event(event_id="dup", timestamp=T0, usage={"input_tokens": 100, "output_tokens": 1, "cache_read_tokens": 0})
     other = make_event(event_id="other", timestamp=T0)
     again = make_event(event_id="dup", timestamp=T0, usage={"input_tokens": 300, "output_tokens": 1, "cache_read_tokens": 0})
 
     rows = build([decoded(first, 10), decoded(other, 11), decoded(again, 12)])
 
-    assert rows.events == 2
-    assert rows.duplicates_in_chunk == 1
+    assert (rows.events, rows.duplicates, rows.conflicts) == (2, 0, 1)
     records = {r["event_id"]: r for r in map(as_record, rows.event_rows)}
     assert set(records) == {"dup", "other"}
-    assert records["dup"]["input_tokens"] == 300
-    assert records["dup"]["kafka_offset"] == 12
-    assert records["dup"]["cost_usd"] == Decimal("0.300")
+    assert records["dup"]["input_tokens"] == 100
+    assert records["dup"]["kafka_offset"] == 10
+    assert records["dup"]["cost_usd"] == Decimal("0.100")
 
 
-def test_three_copies_count_two_duplicates():
+def test_three_identical_copies_count_two_duplicates():
     event = make_event(event_id="dup", timestamp=T0)
 
     rows = build([decoded(event, 1), decoded(event, 2), decoded(event, 3)])
 
-    assert (rows.events, rows.duplicates_in_chunk) == (1, 2)
+    assert (rows.events, rows.duplicates) == (1, 2)
 
 
 def test_same_event_id_in_two_projects_is_two_events():
@@ -168,7 +187,7 @@ def test_same_event_id_in_two_projects_is_two_events():
         decoded(make_event(event_id="e", project_id="proj-b", timestamp=T0), 2),
     ])
 
-    assert (rows.events, rows.duplicates_in_chunk) == (2, 0)
+    assert (rows.events, rows.duplicates) == (2, 0)
 
 
 def test_unpriced_events_are_counted_and_written():
@@ -190,29 +209,52 @@ def test_a_duplicate_unpriced_event_is_counted_once():
     assert build([decoded(event, 1), decoded(event, 2)]).unpriced_events == 1
 
 
-def test_touched_windows():
+def window_record(row: tuple) -> dict:
+    return dict(zip(WINDOW_COLUMNS, row, strict=True))
+
+
+def test_window_rows_per_grouping_window_and_source_message():
     rows = build(
         [
-            decoded(make_event(project_id="a", timestamp=datetime(2026, 11, 22, 12, 0, 1, tzinfo=UTC)), 1),
-            decoded(make_event(project_id="a", timestamp=datetime(2026, 11, 22, 12, 4, 59, tzinfo=UTC)), 2),
-            decoded(make_event(project_id="a", timestamp=datetime(2026, 11, 22, 12, 5, 0, tzinfo=UTC)), 3),
-            decoded(make_event(project_id="b", timestamp=datetime(2026, 11, 22, 12, 3, 0, tzinfo=UTC)), 4),
+            decoded(make_event(project_id="a", session_id="s", timestamp=datetime(2026, 11, 22, 12, 0, 1, tzinfo=UTC)), 1, 0),
+            decoded(make_event(project_id="a", session_id="s", timestamp=datetime(2026, 11, 22, 12, 4, 59, tzinfo=UTC)), 1, 1),
+            decoded(make_event(project_id="a", session_id="s", timestamp=datetime(2026, 11, 22, 12, 5, 0, tzinfo=UTC)), 2),
+            decoded(make_event(project_id="b", session_id="s", timestamp=datetime(2026, 11, 22, 12, 3, 0, tzinfo=UTC)), 4),
         ],
         window_seconds=300,
     )
 
-    assert rows.touched_windows == {
-        ("a", datetime(2026, 11, 22, 12, 0, tzinfo=UTC)),
-        ("a", datetime(2026, 11, 22, 12, 5, tzinfo=UTC)),
-        ("b", datetime(2026, 11, 22, 12, 0, tzinfo=UTC)),
-    }
+    project_rows = sorted(
+        (r["project_id"], r["window_start"].hour * 60 + r["window_start"].minute, r["src_offset"], r["events"])
+        for r in map(window_record, rows.window_rows) if r["grouping"] == "project"
+    )
+    assert project_rows == [("a", 720, 1, 2), ("a", 725, 2, 1), ("b", 720, 4, 1)]
+    assert {window_record(r)["grouping"] for r in rows.window_rows} == {"project", "agent", "session", "model"}
+    assert all(window_record(r)["version"] == 0 and window_record(r)["window_seconds"] == 300 for r in rows.window_rows)
+    cost = sum(window_record(r)["cost_usd"] for r in rows.window_rows if window_record(r)["grouping"] == "model")
+    assert cost == sum(as_record(r)["cost_usd"] for r in rows.event_rows)
+
+
+def test_tombstone_rows_empty_every_window_of_a_message():
+    items = [decoded(make_event(timestamp=T0, tool_calls=[{"name": "x"}]), 9, 0)]
+    built = build(items)
+    copies = copies_of(items)
+    rejection = Rejection("sink_rejected", "refused", origin(9), 0, b"{}")
+
+    tomb = tombstone_rows(copies, [rejection], window_seconds=60, rejected_at=INGESTED)
+
+    key = lambda r: r[:6] + r[7:11]  # noqa: E731 - the replacing key, without window_seconds
+    assert sorted(map(key, tomb.window_rows)) == sorted(map(key, built.window_rows))
+    assert all(window_record(r)["events"] == 0 and window_record(r)["version"] == TOMBSTONE_VERSION for r in tomb.window_rows)
+    assert len(tomb.tool_rows) == len(built.tool_rows) == 1
+    assert (tomb.event_rows, tomb.rejections) == ([], [rejection])
 
 
 def test_empty_chunk():
     rows = build([])
 
-    assert (rows.events, rows.event_rows, rows.rejection_rows, rows.touched_windows) == (0, [], [], set())
-    assert (rows.duplicates_in_chunk, rows.unpriced_events) == (0, 0)
+    assert (rows.events, rows.event_rows, rows.rejection_rows, rows.window_rows, rows.tool_rows) == (0, [], [], [], [])
+    assert (rows.duplicates, rows.unpriced_events) == (0, 0)
 
 
 def test_rejection_rows():
@@ -242,8 +284,11 @@ def test_event_row_uses_the_given_window_start():
     priced = PricedCost(Decimal("1.5"), "priced", "s", "p", "m")
     start = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
-    record = as_record(event_row(DecodedEvent(event, origin(9), 4), priced, start, INGESTED))
+    copy = copies_of([DecodedEvent(event, origin(9), 4)])[0]
+
+    record = as_record(event_row(copy, priced, start, INGESTED, 3))
 
     assert record["window_start"] is start
+    assert (record["batch_index"], record["price_generation"]) == (4, 3)
     assert record["cost_usd"] == Decimal("1.5")
     assert json.loads(record["tool_calls"]) == [t.model_dump(mode="json") for t in event.tool_calls]

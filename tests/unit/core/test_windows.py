@@ -1,4 +1,4 @@
-"""Tumbling windows by event time: pure math on integers and datetimes."""
+"""Tumbling windows by event time and the per-message window aggregator: pure, no I/O."""
 
 from __future__ import annotations
 
@@ -6,7 +6,19 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from stream_app.core.windows import Grouping, WindowKey, touched_project_windows, window_keys, window_start
+from decimal import Decimal
+
+from stream_app.core.windows import (
+    Counted,
+    Grouping,
+    Source,
+    ToolKey,
+    WindowAggregator,
+    WindowKey,
+    WindowTotals,
+    window_keys,
+    window_start,
+)
 from tests.factories import make_event
 
 
@@ -56,54 +68,93 @@ def test_window_start_with_a_half_hour_offset():
     assert window_start(local, 300) == at(12, 0)
 
 
-def test_window_keys_with_a_session():
-    event = make_event(project_id="acme", agent_name="planner", session_id="s-1", timestamp=at(12, 0, 59, 999_000))
+def test_window_keys_cover_four_groupings_starting_with_the_project():
+    event = make_event(project_id="acme", agent_name="planner", session_id="s-1", provider="openai", model="gpt-4o")
 
-    assert window_keys(event, 60) == (
-        WindowKey("project", "acme", "", "", at(12, 0)),
-        WindowKey("agent", "acme", "planner", "", at(12, 0)),
-        WindowKey("session", "acme", "", "s-1", at(12, 0)),
+    assert window_keys(Counted.of_event(event), at(12, 1)) == (
+        WindowKey(Grouping.PROJECT, "acme", "", "", "", "", at(12, 1)),
+        WindowKey(Grouping.AGENT, "acme", "planner", "", "", "", at(12, 1)),
+        WindowKey(Grouping.SESSION, "acme", "", "s-1", "", "", at(12, 1)),
+        WindowKey(Grouping.MODEL, "acme", "", "", "openai", "gpt-4o", at(12, 1)),
+    )
+    assert Grouping.ALL == ("project", "agent", "session", "model")
+
+
+def test_an_event_without_a_session_counts_in_the_no_session_group():
+    # So that every grouping sums to the project's total.
+    event = make_event(project_id="acme", session_id=None)
+
+    keys = window_keys(Counted.of_event(event), at(12, 1))
+
+    assert keys[2] == WindowKey(Grouping.SESSION, "acme", "", "", "", "", at(12, 1))
+
+
+def test_aggregator_keeps_one_total_per_window_and_source_message():
+    agg = WindowAggregator(60)
+    m1, m2 = Source("t", 0, 10), Source("t", 0, 11)
+    e1 = make_event(project_id="acme", session_id="s", timestamp=at(12, 0, 5), usage={"input_tokens": 100, "output_tokens": 10, "cache_read_tokens": 0})
+    e2 = make_event(project_id="acme", session_id="s", timestamp=at(12, 0, 50), usage={"input_tokens": 7, "output_tokens": 3, "cache_read_tokens": 0})
+    e3 = make_event(project_id="acme", session_id="s", timestamp=at(12, 1, 0), usage={"input_tokens": 1, "output_tokens": 1, "cache_read_tokens": 0})
+
+    agg.add(Counted.of_event(e1), Decimal("0.25"), True, m1)
+    agg.add(Counted.of_event(e2), Decimal("0.5"), False, m1)
+    agg.add(Counted.of_event(e3), Decimal("1"), True, m2)
+
+    project = WindowKey(Grouping.PROJECT, "acme", "", "", "", "", at(12, 0))
+    totals = agg.windows[(project, m1)]
+    assert (totals.events, totals.input_tokens, totals.output_tokens, totals.cost_usd, totals.unpriced_events) == (
+        2, 107, 13, Decimal("0.75"), 1,
+    )
+    assert (project, m2) not in agg.windows  # e3 is in the next window
+    assert agg.totals_by_window()[project._replace(window_start=at(12, 1))].events == 1
+    assert len(agg.windows) == 4 + 4  # four groupings, in m1's window and in m2's
+
+
+def test_aggregator_counts_tools_with_every_duration_kept():
+    agg = WindowAggregator(60)
+    event = make_event(
+        project_id="acme", agent_name="a", timestamp=at(12, 0, 5), error="boom",
+        tool_calls=[
+            {"name": "search", "duration_ms": 10.0, "error": None},
+            {"name": "search", "duration_ms": 30.5, "error": "timeout"},
+            {"name": "fetch", "duration_ms": None, "error": None},
+        ],
     )
 
+    agg.add(Counted.of_event(event), Decimal(0), True, Source("t", 1, 5))
 
-def test_window_keys_without_a_session_have_no_session_window():
-    event = make_event(project_id="acme", agent_name="planner", session_id=None, timestamp=at(12, 1))
-
-    assert window_keys(event, 60) == (
-        WindowKey(Grouping.PROJECT, "acme", "", "", at(12, 1)),
-        WindowKey(Grouping.AGENT, "acme", "planner", "", at(12, 1)),
-    )
-
-
-def test_every_window_key_starts_with_the_project():
-    event = make_event(project_id="acme", session_id="s-1")
-
-    assert {key.project_id for key in window_keys(event, 60)} == {"acme"}
-    assert Grouping.ALL == ("project", "agent", "session")
+    search = agg.tools[(ToolKey("acme", "a", "search", at(12, 0)), Source("t", 1, 5))]
+    fetch = agg.tools[(ToolKey("acme", "a", "fetch", at(12, 0)), Source("t", 1, 5))]
+    assert (search.calls, search.errors, search.durations_ms) == (2, 1, [10.0, 30.5])
+    assert (fetch.calls, fetch.errors, fetch.durations_ms) == (1, 0, [])
+    totals = next(iter(agg.windows.values()))
+    assert (totals.failed_events, totals.tool_calls) == (1, 3)
 
 
-def test_window_keys_are_hashable_and_ordered():
-    a = WindowKey("agent", "acme", "a", "", at(12, 0))
-    b = WindowKey("agent", "acme", "a", "", at(12, 1))
+def test_counted_from_a_stored_row_equals_counted_from_the_event():
+    event = make_event(tool_calls=[{"name": "search", "duration_ms": 12.5, "error": "x"}], error=None)
+    from stream_app.core.counting import compact_json
 
-    assert {a, WindowKey("agent", "acme", "a", "", at(12, 0))} == {a}
-    assert sorted([b, a]) == [a, b]
-
-
-def test_touched_project_windows():
-    events = [
-        make_event(project_id="acme", timestamp=at(12, 0, 10)),
-        make_event(project_id="acme", timestamp=at(12, 0, 59)),
-        make_event(project_id="acme", timestamp=at(12, 1, 0)),
-        make_event(project_id="globex", timestamp=at(12, 0, 30)),
-    ]
-
-    assert touched_project_windows(events, 60) == {
-        ("acme", at(12, 0)),
-        ("acme", at(12, 1)),
-        ("globex", at(12, 0)),
+    stored = {
+        "project_id": event.project_id, "agent_name": event.agent_name, "session_id": event.session_id or "",
+        "provider": event.provider, "model": event.model, "timestamp": event.timestamp.replace(tzinfo=None),
+        "input_tokens": event.usage.input_tokens, "output_tokens": event.usage.output_tokens,
+        "cache_read_tokens": event.usage.cache_read_tokens, "cache_write_tokens": event.usage.cache_write_tokens,
+        "reasoning_tokens": event.usage.reasoning_tokens, "error": None,
+        "tool_calls": compact_json([t.model_dump(mode="json") for t in event.tool_calls]),
     }
 
+    assert Counted.of_stored(stored) == Counted.of_event(event)
 
-def test_touched_project_windows_of_nothing():
-    assert touched_project_windows([], 60) == set()
+
+def test_totals_merge_adds_every_field():
+    a, b = WindowTotals(events=1, cost_usd=Decimal("0.1"), tool_calls=2), WindowTotals(events=2, cost_usd=Decimal("0.2"))
+
+    a.merge(b)
+
+    assert (a.events, a.cost_usd, a.tool_calls) == (3, Decimal("0.3"), 2)
+
+
+def test_window_size_must_be_positive():
+    with pytest.raises(ValueError):
+        WindowAggregator(0)

@@ -11,7 +11,9 @@ from pydantic import SecretStr
 
 from stream_app.core.decode import DecodedEvent, MessageOrigin, Rejection
 from stream_app.core.pricing import PricedCost
-from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, build_chunk_rows
+from stream_app.core.counting import StoredCopy, copies_of
+from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, TOOL_COLUMNS, WINDOW_COLUMNS, build_chunk_rows
+from stream_app.core.windows import Source
 from stream_app.errors import ConfigurationError, SinkError
 from stream_app.sink import clickhouse
 from stream_app.sink.clickhouse import ClickHouseLocation, ClickHouseSink, parse_clickhouse_url
@@ -106,6 +108,8 @@ class FakeClient:
         self.log.append(("query", sql))
         if "schema_migrations" in sql:
             return FakeResult([(v,) for v in self.applied])
+        if "store_info" in sql and not self.report_rows:
+            return FakeResult([])
         return FakeResult(self.report_rows)
 
     def insert(self, table: str, data, *args, column_names=None, database=None, **kwargs):
@@ -127,11 +131,8 @@ def fake(monkeypatch):
     return client
 
 
-def make_sink(**kwargs) -> tuple[ClickHouseSink, list[float]]:
-    slept: list[float] = []
-    kwargs.setdefault("sleep", slept.append)
-    sink = ClickHouseSink(parse_clickhouse_url("chdb:///nowhere/ch"), window_seconds=60, **kwargs)
-    return sink, slept
+def make_sink(**kwargs) -> ClickHouseSink:
+    return ClickHouseSink(parse_clickhouse_url("chdb:///nowhere/ch"), window_seconds=60, **kwargs)
 
 
 def price(event) -> PricedCost:
@@ -141,141 +142,96 @@ def price(event) -> PricedCost:
 def chunk(n_events: int = 2, rejections: int = 0):
     ts = datetime(2026, 11, 22, 12, 0, 30, tzinfo=UTC)
     origin = MessageOrigin("llm.usage.events", 0, 1, b"proj-acme")
-    decoded = [DecodedEvent(make_event(timestamp=ts), origin, i) for i in range(n_events)]
+    decoded = [DecodedEvent(make_event(timestamp=ts, tool_calls=[{"name": "t"}]), origin, i) for i in range(n_events)]
     rejected = [Rejection("invalid_json", "x", origin, None, b"{") for _ in range(rejections)]
-    return build_chunk_rows(decoded, rejected, price=price, window_seconds=60, ingested_at=ts)
+    return build_chunk_rows(copies_of(decoded), rejected, price=price, window_seconds=60, ingested_at=ts)
 
 
-def test_open_on_a_fresh_store_creates_everything_and_records_the_migration(fake):
-    sink, _ = make_sink()
-
-    sink.open()
-
-    statements = [sql for kind, sql in fake.log if kind == "command"]
-    assert statements[0] == "CREATE DATABASE IF NOT EXISTS `usage`"
-    assert statements[1].startswith("CREATE TABLE IF NOT EXISTS `usage`.schema_migrations")
-    assert [s.split(" (")[0] for s in statements[2:]] == [
-        "CREATE TABLE IF NOT EXISTS `usage`.usage_events",
-        "CREATE TABLE IF NOT EXISTS `usage`.usage_windows",
-        "CREATE TABLE IF NOT EXISTS `usage`.usage_rejections",
-        "ALTER TABLE `usage`.usage_events ADD COLUMN IF NOT EXISTS price_detail LowCardinality(String) DEFAULT '' AFTER catalog_model",
-    ]
-    assert fake.inserted == [
-        ("usage.schema_migrations", [[1, "events, windows and rejections"]], ["version", "description"]),
-        ("usage.schema_migrations", [[2, "price detail on events"]], ["version", "description"]),
-    ]
-
-
-def test_a_store_at_migration_1_gets_only_the_later_migrations(fake):
-    fake.applied = [1]
-    sink, _ = make_sink()
-
-    sink.open()
-
-    commands = [sql for kind, sql in fake.log if kind == "command"]
-    assert not any(sql.startswith("CREATE TABLE IF NOT EXISTS `usage`.usage_events") for sql in commands)
-    assert commands[-1].startswith("ALTER TABLE `usage`.usage_events ADD COLUMN IF NOT EXISTS price_detail")
-    assert fake.inserted == [("usage.schema_migrations", [[2, "price detail on events"]], ["version", "description"])]
-
-
-def test_open_on_a_migrated_store_applies_nothing(fake):
+def test_open_on_a_migrated_store_applies_nothing_and_records_the_window_size(fake):
     fake.applied = MIGRATED
-    sink, _ = make_sink()
+    sink = make_sink()
 
     sink.open()
 
     assert sink.migrate() == []
-    assert fake.inserted == []
+    assert fake.inserted == [("usage.store_info", [["window_seconds", "60"]], ["name", "value"])]
     assert not any("usage_events" in sql for kind, sql in fake.log if kind == "command")
 
 
-def test_write_order_is_events_then_windows_then_rejections(fake):
+def test_a_store_with_another_window_size_is_refused(fake):
     fake.applied = MIGRATED
-    sink, slept = make_sink()
+    fake.report_rows = [("300",)]
+
+    with pytest.raises(ConfigurationError, match="USAGE_WINDOW_SECONDS=60, but the store .* keeps 300 s windows"):
+        make_sink().open()
+
+
+def test_rejections_ttl_is_applied_at_open(fake):
+    fake.applied = MIGRATED
+
+    make_sink(rejections_ttl_days=7).open()
+
+    assert ("command", "ALTER TABLE `usage`.usage_rejections MODIFY TTL toDateTime(rejected_at) + INTERVAL 7 DAY") in fake.log
+
+
+def test_write_order_is_rejections_windows_tools_then_events(fake):
+    fake.applied = MIGRATED
+    sink = make_sink()
     sink.open()
     fake.log.clear()
-    rows = chunk(n_events=2, rejections=1)
+    fake.inserted.clear()
 
-    assert sink.write_chunk(rows) == 1
+    sink.write_rows(chunk(n_events=2, rejections=1))
 
-    assert [(kind, text.split("\n")[0]) for kind, text in fake.log] == [
-        ("insert", "usage.usage_events"),
-        ("command", "INSERT INTO `usage`.usage_windows"),
-        ("insert", "usage.usage_rejections"),
+    assert [text for _kind, text in fake.log] == [
+        "usage.usage_rejections", "usage.usage_windows", "usage.usage_tool_windows", "usage.usage_events",
     ]
-    events_insert, rejections_insert = fake.inserted
-    assert events_insert[2] == list(EVENT_COLUMNS)
-    assert len(events_insert[1]) == 2
-    assert rejections_insert[2] == list(REJECTION_COLUMNS)
-    assert slept == []
+    columns = {table: cols for table, _rows, cols in fake.inserted}
+    assert columns["usage.usage_events"] == list(EVENT_COLUMNS)
+    assert columns["usage.usage_windows"] == list(WINDOW_COLUMNS)
+    assert columns["usage.usage_tool_windows"] == list(TOOL_COLUMNS)
+    assert columns["usage.usage_rejections"] == list(REJECTION_COLUMNS)
     assert (sink.stats.chunks_written, sink.stats.events_written, sink.stats.rejections_written) == (1, 2, 1)
 
 
-def test_chunk_of_only_rejections_recomputes_no_window(fake):
+def test_chunk_of_only_rejections_writes_no_window(fake):
     fake.applied = MIGRATED
-    sink, _ = make_sink()
+    sink = make_sink()
     sink.open()
     fake.log.clear()
 
-    sink.write_chunk(chunk(n_events=0, rejections=2))
+    sink.write_rows(chunk(n_events=0, rejections=2))
 
-    assert [(kind, text) for kind, text in fake.log] == [("insert", "usage.usage_rejections")]
+    assert fake.log == [("insert", "usage.usage_rejections")]
 
 
 def test_empty_chunk_writes_nothing(fake):
     fake.applied = MIGRATED
-    sink, _ = make_sink()
+    sink = make_sink()
     sink.open()
     fake.log.clear()
 
-    assert sink.write_chunk(chunk(n_events=0)) == 1
+    sink.write_rows(chunk(n_events=0))
+
     assert fake.log == []
 
 
-def test_failed_writes_are_retried_with_doubling_backoff_until_they_succeed(fake):
+def test_a_failed_write_raises_for_the_caller_to_retry(fake):
     fake.applied = MIGRATED
-    sink, slept = make_sink(retry_initial_seconds=0.2, retry_max_seconds=10)
+    sink = make_sink()
     sink.open()
-    fake.fail_writes = 4
+    fake.fail_writes = 1
 
-    attempts = sink.write_chunk(chunk())
-
-    assert attempts == 5
-    assert slept == [0.2, 0.4, 0.8, 1.6]
-    assert sink.stats.write_failures == 4
-    assert sink.stats.retrying_since is None
-    assert sink.stats.chunks_written == 1
-
-
-def test_backoff_is_capped(fake):
-    fake.applied = MIGRATED
-    sink, slept = make_sink(retry_initial_seconds=1, retry_max_seconds=3)
-    sink.open()
-    fake.fail_writes = 5
-
-    assert sink.write_chunk(chunk()) == 6
-    assert slept == [1, 2, 3, 3, 3]
-
-
-def test_retrying_is_visible_while_it_lasts(fake):
-    fake.applied = MIGRATED
-    seen: list[float | None] = []
-    sink, _ = make_sink(sleep=lambda seconds: seen.append(sink.stats.retrying_since))
-    sink.open()
-    fake.fail_writes = 2
-
-    sink.write_chunk(chunk())
-
-    assert len(seen) == 2 and all(isinstance(t, float) for t in seen)
-    assert seen[0] == seen[1]  # since the first failure, not the latest
-    assert sink.stats.retrying_since is None
+    with pytest.raises(ConnectionError):
+        sink.write_rows(chunk())
+    assert sink.stats.chunks_written == 0
 
 
 def test_report_maps_rows_to_records(fake):
     fake.applied = MIGRATED
-    fake.report_rows = [("proj-acme", 2, 10, 20, 0, 0, 0, Decimal("0.000000075000000000"), 0)]
-    sink, _ = make_sink()
+    sink = make_sink()
     sink.open()
+    fake.report_rows = [("proj-acme", 2, 10, 20, 0, 0, 0, Decimal("0.000000075000000000"), 0)]
 
     records = sink.report(ReportQuery("project"))
 
@@ -284,11 +240,23 @@ def test_report_maps_rows_to_records(fake):
         "cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0,
         "cost_usd": "0.000000075", "unpriced_events": 0,
     }]
-    assert fake.log[-1] == ("query", clickhouse.report_sql("usage", ReportQuery("project")))
+    assert fake.log[-1] == ("query", clickhouse.report_sql("usage", ReportQuery("project"), 60))
+
+
+def test_lookup_returns_stored_copies_by_key(fake):
+    fake.applied = MIGRATED
+    sink = make_sink()
+    sink.open()
+    fake.report_rows = [("p", "e1", "t", 3, 40, 2, 99)]
+
+    found = sink.lookup({"p": ["e1", "e2"]})
+
+    assert found == {("p", "e1"): StoredCopy(Source("t", 3, 40), 2, 99)}
 
 
 def test_closed_sink_refuses_to_work(fake):
-    sink, _ = make_sink()
+    fake.applied = MIGRATED
+    sink = make_sink()
     sink.open()
     sink.close()
 
@@ -300,10 +268,9 @@ def test_closed_sink_refuses_to_work(fake):
 
 def test_context_manager_closes(fake):
     fake.applied = MIGRATED
-    sink, _ = make_sink()
 
-    with sink as opened:
-        assert opened is sink
+    with make_sink() as opened:
+        assert isinstance(opened, ClickHouseSink)
 
     assert fake.closed
 
@@ -320,12 +287,14 @@ def test_unreachable_store_is_a_sink_error_with_a_hint(monkeypatch, tmp_path):
         clickhouse.connect(parse_clickhouse_url(f"chdb://{tmp_path}/ch"))
 
 
-def test_fault_plan_on_a_fresh_store_fails_chunk_writes_not_the_migration(fake):
+def test_fault_plan_fails_chunk_writes_not_the_opening(fake):
     from stream_app.sink.faults import FaultPlan
 
-    sink, slept = make_sink(fault_plan=FaultPlan(fail_inserts=1))
+    fake.applied = MIGRATED
+    sink = make_sink(fault_plan=FaultPlan(fail_inserts=1))
 
     sink.open()
 
-    assert sink.write_chunk(chunk()) == 2
-    assert len(slept) == 1
+    with pytest.raises(ConnectionError):
+        sink.write_rows(chunk())
+    sink.write_rows(chunk())

@@ -143,3 +143,10 @@ def test_outage_starts_at_the_first_insert_and_ends_after_its_duration(monkeypat
 def test_negative_fault_plan_values_are_refused(text):
     with pytest.raises(ConfigurationError, match="USAGE_SINK_FAULT_PLAN"):
         parse_fault_plan(text)
+
+
+def test_crash_after_names_a_table_the_chunk_writes():
+    assert parse_fault_plan("crash_after=usage_windows") == FaultPlan(crash_after="usage_windows")
+    assert FaultPlan(crash_after="usage_events").active
+    with pytest.raises(ConfigurationError, match="tables: usage_rejections, usage_windows, usage_tool_windows, usage_events"):
+        parse_fault_plan("crash_after=usage_everything")

@@ -17,8 +17,8 @@ from stream_app.sink.queries import (
     provider_cost_sql,
     reprice_page_sql,
     reprice_record,
-    stale_windows_sql,
 )
+from stream_app.sink.lookups import stale_messages_sql
 
 # 2026-11-22T10:00:00Z is 1_795_341_600 s after the epoch; 2026-11-23T00:00:00Z is 1_795_392_000.
 SINCE = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
@@ -73,21 +73,21 @@ def test_reprice_next_page_sql_continues_after_the_last_key():
     )
 
 
-def test_stale_windows_sql():
-    # Windows from the one holding `since` (10:00:00, 60 s windows) to those starting before `until`.
-    assert stale_windows_sql("usage", SCOPE, 60) == """SELECT e.project_id, toUInt32(e.window_start) AS start
+def test_stale_messages_sql():
+    assert stale_messages_sql("usage", SCOPE) == f"""SELECT e.project_id, e.kafka_topic, e.kafka_partition, e.kafka_offset, e.generation
 FROM (
-    SELECT project_id, window_start, count() AS events, sum(cost_usd) AS cost_usd,
-        countIf(price_status != 'priced') AS unpriced_events
-    FROM `usage`.usage_events FINAL WHERE project_id = 'o\\'x' AND window_start >= toDateTime(1795341600, 'UTC') AND window_start < fromUnixTimestamp64Micro(1795392000000000, 'UTC')
-    GROUP BY project_id, window_start
+    SELECT project_id, kafka_topic, kafka_partition, kafka_offset, max(price_generation) AS generation
+    FROM `usage`.usage_events FINAL WHERE price_generation > 0 AND {SCOPE_SQL}
+    GROUP BY project_id, kafka_topic, kafka_partition, kafka_offset
 ) AS e
 LEFT JOIN (
-    SELECT project_id, window_start, events, cost_usd, unpriced_events
-    FROM `usage`.usage_windows FINAL WHERE grouping = 'project' AND project_id = 'o\\'x' AND window_start >= toDateTime(1795341600, 'UTC') AND window_start < fromUnixTimestamp64Micro(1795392000000000, 'UTC')
-) AS w ON e.project_id = w.project_id AND e.window_start = w.window_start
-WHERE w.events != e.events OR w.cost_usd != e.cost_usd OR w.unpriced_events != e.unpriced_events
-ORDER BY e.project_id, start"""
+    SELECT project_id, src_topic, src_partition, src_offset, max(version) AS version
+    FROM `usage`.usage_windows FINAL WHERE grouping = 'project' AND project_id = 'o\\'x'
+    GROUP BY project_id, src_topic, src_partition, src_offset
+) AS w ON e.project_id = w.project_id AND e.kafka_topic = w.src_topic
+    AND e.kafka_partition = w.src_partition AND e.kafka_offset = w.src_offset
+WHERE e.generation > w.version
+ORDER BY e.project_id, e.kafka_topic, e.kafka_partition, e.kafka_offset"""
 
 
 def test_a_scope_must_not_be_empty_by_construction():

@@ -7,118 +7,147 @@ from decimal import Decimal
 
 import pytest
 
-from stream_app.sink.queries import GROUP_KEYS, ReportQuery, format_money, report_records, report_sql
+from stream_app.sink.queries import (
+    GROUP_KEYS,
+    ReportQuery,
+    format_money,
+    parse_every,
+    report_records,
+    report_sql,
+    window_range,
+)
 
 TOTALS_SQL = (
-    "count() AS events, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+    "sum(events) AS events, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
     "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
-    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_usd) AS cost_usd, "
-    "countIf(price_status != 'priced') AS unpriced_events"
+    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_usd) AS cost_usd, sum(unpriced_events) AS unpriced_events"
 )
+FINAL_SETTINGS = " SETTINGS do_not_merge_across_partitions_select_final = 1"
 
 # 2026-11-22T10:00:00Z is 1_795_341_600 s after the epoch: 2026-01-01 is 1_767_225_600,
 # plus 325 days (Jan..Oct = 304, plus 21) * 86_400, plus 10 h.
 SINCE = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
-SINCE_MICROS = "1795341600000000"
+SINCE_EPOCH = 1_795_341_600
 UNTIL = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
-UNTIL_MICROS = "1795392000000000"
+UNTIL_EPOCH = 1_795_392_000
 
 
-def test_report_by_project():
-    assert report_sql("usage", ReportQuery("project")) == (
-        f"SELECT project_id, {TOTALS_SQL} FROM `usage`.usage_events FINAL "
-        "GROUP BY project_id ORDER BY cost_usd DESC, project_id"
+def test_report_by_project_reads_project_windows():
+    assert report_sql("usage", ReportQuery("project"), 60) == (
+        f"SELECT project_id, {TOTALS_SQL} FROM `usage`.usage_windows FINAL WHERE grouping = 'project' "
+        f"GROUP BY project_id ORDER BY cost_usd DESC, project_id{FINAL_SETTINGS}"
     )
 
 
-def test_report_by_agent():
-    assert report_sql("usage", ReportQuery("agent")) == (
-        f"SELECT project_id, agent_name, {TOTALS_SQL} FROM `usage`.usage_events FINAL "
-        "GROUP BY project_id, agent_name ORDER BY cost_usd DESC, project_id, agent_name"
-    )
-
-
-def test_report_by_session():
-    assert report_sql("usage", ReportQuery("session")) == (
-        f"SELECT project_id, session_id, {TOTALS_SQL} FROM `usage`.usage_events FINAL "
-        "GROUP BY project_id, session_id ORDER BY cost_usd DESC, project_id, session_id"
-    )
-
-
-def test_report_by_model():
-    assert report_sql("usage", ReportQuery("model")) == (
-        f"SELECT provider, model, {TOTALS_SQL} FROM `usage`.usage_events FINAL "
-        "GROUP BY provider, model ORDER BY cost_usd DESC, provider, model"
+@pytest.mark.parametrize(
+    ("group_by", "keys"),
+    [("agent", "project_id, agent_name"), ("session", "project_id, session_id"), ("model", "provider, model")],
+)
+def test_report_by_each_grouping(group_by, keys):
+    assert report_sql("usage", ReportQuery(group_by), 60) == (
+        f"SELECT {keys}, {TOTALS_SQL} FROM `usage`.usage_windows FINAL WHERE grouping = '{group_by}' "
+        f"GROUP BY {keys} ORDER BY cost_usd DESC, {keys}{FINAL_SETTINGS}"
     )
 
 
 def test_report_with_every_filter():
     query = ReportQuery("agent", project="proj-acme", since=SINCE, until=UNTIL)
 
-    assert report_sql("usage", query) == (
-        f"SELECT project_id, agent_name, {TOTALS_SQL} FROM `usage`.usage_events FINAL "
-        "WHERE project_id = 'proj-acme' "
-        f"AND timestamp >= fromUnixTimestamp64Micro({SINCE_MICROS}, 'UTC') "
-        f"AND timestamp < fromUnixTimestamp64Micro({UNTIL_MICROS}, 'UTC') "
-        "GROUP BY project_id, agent_name ORDER BY cost_usd DESC, project_id, agent_name"
+    assert report_sql("usage", query, 60) == (
+        f"SELECT project_id, agent_name, {TOTALS_SQL} FROM `usage`.usage_windows FINAL "
+        "WHERE grouping = 'agent' AND project_id = 'proj-acme' "
+        f"AND window_start >= toDateTime({SINCE_EPOCH}, 'UTC') AND window_start < toDateTime({UNTIL_EPOCH}, 'UTC') "
+        f"GROUP BY project_id, agent_name ORDER BY cost_usd DESC, project_id, agent_name{FINAL_SETTINGS}"
     )
 
 
-def test_report_with_only_project():
-    assert report_sql("usage", ReportQuery("project", project="p")) == (
-        f"SELECT project_id, {TOTALS_SQL} FROM `usage`.usage_events FINAL WHERE project_id = 'p' "
-        "GROUP BY project_id ORDER BY cost_usd DESC, project_id"
+def test_report_every_hour_buckets_whole_windows():
+    query = ReportQuery("project", since=SINCE, until=UNTIL, every=3600)
+
+    assert report_sql("usage", query, 60) == (
+        "SELECT project_id, toDateTime(intDiv(toUInt32(window_start), 3600) * 3600, 'UTC') AS bucket, "
+        f"{TOTALS_SQL} FROM `usage`.usage_windows FINAL WHERE grouping = 'project' "
+        f"AND window_start >= toDateTime({SINCE_EPOCH}, 'UTC') AND window_start < toDateTime({UNTIL_EPOCH}, 'UTC') "
+        f"GROUP BY project_id, bucket ORDER BY bucket, cost_usd DESC, project_id{FINAL_SETTINGS}"
     )
+    assert query.columns[:2] == ("project_id", "window_start")
 
 
-def test_report_with_only_until():
-    assert report_sql("usage", ReportQuery("model", until=UNTIL)) == (
-        f"SELECT provider, model, {TOTALS_SQL} FROM `usage`.usage_events FINAL "
-        f"WHERE timestamp < fromUnixTimestamp64Micro({UNTIL_MICROS}, 'UTC') "
-        "GROUP BY provider, model ORDER BY cost_usd DESC, provider, model"
+def test_report_by_tool():
+    assert report_sql("usage", ReportQuery("tool", project="p"), 60) == (
+        "SELECT project_id, tool_name, calls, errors, avg_duration_ms, p95_duration_ms FROM ("
+        "SELECT project_id, tool_name, sum(calls) AS calls, sum(errors) AS errors, sum(length(durations_ms)) AS timed, "
+        "if(timed = 0, NULL, avgArray(durations_ms)) AS avg_duration_ms, "
+        "if(timed = 0, NULL, quantileExactArray(0.95)(durations_ms)) AS p95_duration_ms "
+        "FROM `usage`.usage_tool_windows FINAL WHERE project_id = 'p' GROUP BY project_id, tool_name) "
+        f"ORDER BY calls DESC, project_id, tool_name{FINAL_SETTINGS}"
     )
+    assert ReportQuery("tool").columns == ("project_id", "tool_name", "calls", "errors", "avg_duration_ms", "p95_duration_ms")
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "size", "expected"),
+    [
+        # Whole windows that overlap [since, until): since rounds down, until rounds up.
+        (SINCE + timedelta(seconds=30), UNTIL - timedelta(seconds=30), 60, (SINCE_EPOCH, UNTIL_EPOCH)),
+        (SINCE, UNTIL, 60, (SINCE_EPOCH, UNTIL_EPOCH)),
+        (SINCE + timedelta(microseconds=1), UNTIL + timedelta(microseconds=1), 60, (SINCE_EPOCH, UNTIL_EPOCH + 60)),
+        (SINCE + timedelta(minutes=7), UNTIL - timedelta(minutes=7), 300, (SINCE_EPOCH + 300, UNTIL_EPOCH - 300)),
+    ],
+)
+def test_window_range_widens_to_whole_windows(since, until, size, expected):
+    assert window_range(ReportQuery("project", since=since, until=until), size) == expected
+
+
+def test_every_selects_whole_buckets():
+    query = ReportQuery("project", since=SINCE + timedelta(minutes=30), until=SINCE + timedelta(minutes=90), every=3600)
+
+    assert window_range(query, 60) == (SINCE_EPOCH, SINCE_EPOCH + 7200)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("1m", 60), ("5m", 300), ("1h", 3600), ("1d", 86_400), ("120s", 120)])
+def test_parse_every(text, seconds):
+    assert parse_every(text, 60) == seconds
+
+
+@pytest.mark.parametrize("text", ["90s", "0m", "m", "5x", "-1h", "1.5h"])
+def test_parse_every_refuses_what_is_not_a_whole_number_of_windows(text):
+    with pytest.raises(ValueError, match="--every"):
+        parse_every(text, 60)
 
 
 def test_project_with_quote_and_backslash_is_escaped():
-    sql = report_sql("usage", ReportQuery("project", project="o'brien\\x"))
+    sql = report_sql("usage", ReportQuery("project", project="o'brien\\x"), 60)
 
     # ClickHouse string literal: \' for the quote, \\ for the backslash.
-    assert sql == (
-        f"SELECT project_id, {TOTALS_SQL} FROM `usage`.usage_events FINAL "
-        "WHERE project_id = 'o\\'brien\\\\x' "
-        "GROUP BY project_id ORDER BY cost_usd DESC, project_id"
-    )
+    assert "AND project_id = 'o\\'brien\\\\x' GROUP BY" in sql
 
 
 def test_project_injection_attempt_stays_inside_the_literal():
-    sql = report_sql("usage", ReportQuery("project", project="x' OR 1=1 --"))
+    sql = report_sql("usage", ReportQuery("project", project="x' OR 1=1 --"), 60)
 
-    assert "WHERE project_id = 'x\\' OR 1=1 --' GROUP BY" in sql
+    assert "AND project_id = 'x\\' OR 1=1 --' GROUP BY" in sql
 
 
 def test_database_name_is_quoted_as_an_identifier():
-    sql = report_sql("bill`ing", ReportQuery("project"))
+    sql = report_sql("bill`ing", ReportQuery("project"), 60)
 
-    assert " FROM `bill\\`ing`.usage_events FINAL " in sql
-
-
-def test_since_with_microseconds_and_an_offset():
-    # 12:00:00.123456+02:00 is 10:00:00.123456 UTC.
-    since = datetime(2026, 11, 22, 12, 0, 0, 123_456, tzinfo=timezone(timedelta(hours=2)))
-
-    sql = report_sql("usage", ReportQuery("project", since=since))
-
-    assert "timestamp >= fromUnixTimestamp64Micro(1795341600123456, 'UTC')" in sql
+    assert " FROM `bill\\`ing`.usage_windows FINAL " in sql
 
 
 def test_naive_time_filter_is_refused():
     with pytest.raises(ValueError, match="no UTC offset"):
-        report_sql("usage", ReportQuery("project", since=datetime(2026, 11, 22, 10, 0)))
+        report_sql("usage", ReportQuery("project", since=datetime(2026, 11, 22, 10, 0)), 60)
 
 
 def test_unknown_group_by_is_refused():
-    with pytest.raises(ValueError, match="group_by must be one of project, agent, session, model"):
+    with pytest.raises(ValueError, match="group_by must be one of project, agent, session, model, tool"):
         ReportQuery("tenant")
+
+
+def test_since_must_be_before_until():
+    with pytest.raises(ValueError, match="is not before"):
+        ReportQuery("project", since=UNTIL, until=SINCE)
 
 
 def test_group_keys_are_the_spec_ones():
@@ -127,6 +156,7 @@ def test_group_keys_are_the_spec_ones():
         "agent": ("project_id", "agent_name"),
         "session": ("project_id", "session_id"),
         "model": ("provider", "model"),
+        "tool": ("project_id", "tool_name"),
     }
 
 
@@ -172,6 +202,19 @@ def test_empty_agent_name_is_not_turned_into_null():
 def test_report_records_reject_a_row_of_the_wrong_shape():
     with pytest.raises(ValueError):
         report_records(ReportQuery("project"), [("p", 1, 2, 3)])
+
+
+def test_report_records_with_buckets_and_tools():
+    rows = [("p", "search", datetime(2026, 11, 22, 10, 0), 3, 1, 12.5, 20.0), ("p", "x", datetime(2026, 11, 22, 11, 0), 1, 0, None, None)]
+
+    records = report_records(ReportQuery("tool", every=3600), rows)
+
+    assert records == [
+        {"project_id": "p", "tool_name": "search", "window_start": "2026-11-22T10:00:00Z", "calls": 3, "errors": 1,
+         "avg_duration_ms": 12.5, "p95_duration_ms": 20.0},
+        {"project_id": "p", "tool_name": "x", "window_start": "2026-11-22T11:00:00Z", "calls": 1, "errors": 0,
+         "avg_duration_ms": None, "p95_duration_ms": None},
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The ClickHouse schema and the window rewrite, as exact strings built by pure functions."""
+"""The ClickHouse schema, as exact strings built by pure functions."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS
+from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, TOOL_COLUMNS, WINDOW_COLUMNS
 from stream_app.sink.schema import (
     MIGRATIONS_TABLE,
     Migration,
     bootstrap_statements,
+    events_table_sql,
     migrations,
     pending_migrations,
     quote_identifier,
     quote_string,
-    window_recompute_sql,
+    rejections_ttl_sql,
+    tool_windows_table_sql,
+    windows_table_sql,
 )
 
 # 2026-11-22T12:00:00Z = 1_795_348_800 s after the epoch (2026-01-01 = 1_767_225_600, + 325 days + 12 h).
@@ -44,74 +47,6 @@ def test_quote_string(value, literal):
 )
 def test_quote_identifier(name, identifier):
     assert quote_identifier(name) == identifier
-
-
-def test_window_recompute_sql_exact():
-    windows = [
-        ("proj-b", NOON + timedelta(minutes=1)),
-        ("proj-a", NOON),
-        ("proj-b", NOON + timedelta(minutes=1)),  # duplicate pair: listed once
-        ("o'x", NOON),
-    ]
-
-    sql = window_recompute_sql("usage", windows, 60)
-
-    assert sql == """INSERT INTO `usage`.usage_windows
-SELECT
-    g.1 AS grouping,
-    ev_project AS project_id,
-    g.2 AS agent_name,
-    g.3 AS session_id,
-    ev_window AS window_start,
-    60 AS window_seconds,
-    count() AS events,
-    sum(ev_input) AS input_tokens,
-    sum(ev_output) AS output_tokens,
-    sum(ev_cache_read) AS cache_read_tokens,
-    sum(ev_cache_write) AS cache_write_tokens,
-    sum(ev_reasoning) AS reasoning_tokens,
-    sum(ev_cost) AS cost_usd,
-    countIf(ev_status != 'priced') AS unpriced_events,
-    now64(9) AS version
-FROM (
-    SELECT
-        project_id AS ev_project,
-        agent_name AS ev_agent,
-        session_id AS ev_session,
-        window_start AS ev_window,
-        input_tokens AS ev_input,
-        output_tokens AS ev_output,
-        cache_read_tokens AS ev_cache_read,
-        cache_write_tokens AS ev_cache_write,
-        reasoning_tokens AS ev_reasoning,
-        cost_usd AS ev_cost,
-        price_status AS ev_status
-    FROM `usage`.usage_events FINAL
-    WHERE (project_id, toUInt32(window_start)) IN (('o\\'x', 1795348800), ('proj-a', 1795348800), ('proj-b', 1795348860))
-)
-ARRAY JOIN [('project', '', ''), ('agent', ev_agent, ''), ('session', '', ev_session)] AS g
-WHERE NOT (g.1 = 'session' AND g.3 = '')
-GROUP BY grouping, project_id, agent_name, session_id, window_start"""
-
-
-def test_window_recompute_pairs_are_sorted_and_deduplicated():
-    later = NOON + timedelta(minutes=5)
-    sql = window_recompute_sql("usage", {("b", later), ("a", later), ("b", NOON)} | {("a", later)}, 300)
-
-    (in_list,) = re.findall(r"IN \((.*)\)\n\)", sql)
-    assert in_list == f"('a', {NOON_EPOCH + 300}), ('b', {NOON_EPOCH}), ('b', {NOON_EPOCH + 300})"
-    assert "    300 AS window_seconds," in sql
-
-
-def test_window_recompute_uses_the_instant_of_a_non_utc_start():
-    start = datetime(2026, 11, 22, 13, 0, tzinfo=timezone(timedelta(hours=1)))
-
-    assert f"(('p', {NOON_EPOCH}))" in window_recompute_sql("db", [("p", start)], 60)
-
-
-def test_window_recompute_needs_at_least_one_window():
-    with pytest.raises(ValueError, match="no windows"):
-        window_recompute_sql("usage", [], 60)
 
 
 # --- DDL ----------------------------------------------------------------------------------
@@ -153,8 +88,10 @@ def _columns_after_migrations(table: str) -> list[str]:
     return columns
 
 
-def test_usage_events_columns_are_the_row_columns_in_order():
-    assert _columns_after_migrations("usage_events") == list(EVENT_COLUMNS)
+def test_first_release_usage_events_columns_match_what_the_upgrade_copies():
+    # Migration 3 copies every column of the first release by name; the three new ones get constants.
+    old = _columns_after_migrations("usage_events")
+    assert old == [c for c in EVENT_COLUMNS if c not in ("batch_index", "fingerprint", "price_generation")]
 
 
 def test_migration_2_adds_the_price_detail_without_touching_migration_1():
@@ -167,34 +104,54 @@ def test_migration_2_adds_the_price_detail_without_touching_migration_1():
     assert "price_detail" not in _table_ddl("usage_events")
 
 
+def test_migration_3_moves_data_in_code():
+    (migration,) = [m for m in migrations("usage") if m.version == 3]
+
+    assert migration.statements == () and migration.apply is not None
+
+
 def test_usage_rejections_columns_are_the_rejection_row_columns_in_order():
     assert _ddl_columns(_table_ddl("usage_rejections")) == list(REJECTION_COLUMNS)
 
 
-def test_usage_events_replace_by_project_and_event_id_across_all_time():
-    ddl = _table_ddl("usage_events")
-
-    assert ddl.endswith("ENGINE = ReplacingMergeTree(ingested_at)\nORDER BY (project_id, event_id)")
-    # Replacement happens only within a partition: a time partition would let a re-sent
-    # event escape its first copy.
-    assert "PARTITION BY" not in ddl
+def test_current_tables_have_the_row_columns_in_order():
+    assert _ddl_columns(events_table_sql("usage")) == list(EVENT_COLUMNS)
+    assert _ddl_columns(windows_table_sql("usage")) == list(WINDOW_COLUMNS)
+    assert _ddl_columns(tool_windows_table_sql("usage")) == list(TOOL_COLUMNS)
 
 
-def test_usage_windows_replace_by_version():
-    ddl = _table_ddl("usage_windows")
+def test_events_are_keyed_by_project_and_event_id_and_versioned_by_price_generation():
+    ddl = events_table_sql("usage")
 
     assert ddl.endswith(
-        "ENGINE = ReplacingMergeTree(version)\nORDER BY (project_id, grouping, agent_name, session_id, window_start)"
+        "ENGINE = ReplacingMergeTree(price_generation)\nORDER BY (project_id, event_id)\nSETTINGS index_granularity = 1024"
     )
+    # Look-ups by key must meet every stored copy: no time partition.
     assert "PARTITION BY" not in ddl
+
+
+def test_window_rows_are_keyed_by_window_and_source_message_within_a_month():
+    assert windows_table_sql("usage").endswith(
+        "ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMM(window_start)\n"
+        "ORDER BY (project_id, grouping, window_start, agent_name, session_id, provider, model, src_topic, src_partition, src_offset)"
+    )
+    assert tool_windows_table_sql("usage").endswith(
+        "ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMM(window_start)\n"
+        "ORDER BY (project_id, window_start, agent_name, tool_name, src_topic, src_partition, src_offset)"
+    )
 
 
 def test_money_is_decimal_never_float():
-    for name in ("usage_events", "usage_windows"):
-        ddl = _table_ddl(name)
+    for ddl in (events_table_sql("usage"), windows_table_sql("usage")):
         assert "    cost_usd Decimal(38, 18)," in ddl
         assert "Float32" not in ddl
-    assert "    provider_cost_usd Nullable(Decimal(38, 18))," in _table_ddl("usage_events")
+    assert "    provider_cost_usd Nullable(Decimal(38, 18))," in events_table_sql("usage")
+
+
+def test_rejections_ttl():
+    assert rejections_ttl_sql("usage", 30) == (
+        "ALTER TABLE `usage`.usage_rejections MODIFY TTL toDateTime(rejected_at) + INTERVAL 30 DAY"
+    )
 
 
 def test_every_migration_statement_is_idempotent():

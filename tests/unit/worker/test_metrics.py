@@ -21,7 +21,7 @@ def samples(text: str) -> dict[str, str]:
 
 def test_render_samples_with_labels():
     metrics = WorkerMetrics(
-        messages=120, events_accepted=5000, events_unpriced=7, duplicates_in_chunk=3, chunks=12,
+        messages=120, events_accepted=5000, events_unpriced=7, duplicates=3, isolated_messages=1, chunks=12,
         dead_letters=Counter({"invalid_json": 2, "empty_message": 1}), sink_retries=4,
     )
 
@@ -31,7 +31,8 @@ def test_render_samples_with_labels():
         "usage_messages_total": "120",
         "usage_events_accepted_total": "5000",
         "usage_events_unpriced_total": "7",
-        "usage_duplicates_dropped_total": "3",
+        "usage_duplicates_total": "3",
+        "usage_isolated_messages_total": "1",
         'usage_dead_letters_total{reason="empty_message"}': "1",
         'usage_dead_letters_total{reason="invalid_json"}': "2",
         "usage_sink_retries_total": "4",
@@ -62,7 +63,8 @@ def test_fresh_worker_exports_zeroes():
         "usage_messages_total": "0",
         "usage_events_accepted_total": "0",
         "usage_events_unpriced_total": "0",
-        "usage_duplicates_dropped_total": "0",
+        "usage_duplicates_total": "0",
+        "usage_isolated_messages_total": "0",
         "usage_dead_letters_total": "0",
         "usage_sink_retries_total": "0",
         "usage_sink_retrying": "0",
@@ -84,7 +86,7 @@ def test_every_metric_has_help_and_type_before_its_samples():
     assert types["usage_sink_retrying"] == "gauge"
     assert {k for k, v in types.items() if v == "counter"} == {
         "usage_messages_total", "usage_events_accepted_total", "usage_events_unpriced_total",
-        "usage_duplicates_dropped_total", "usage_dead_letters_total", "usage_sink_retries_total", "usage_chunks_total",
+        "usage_duplicates_total", "usage_isolated_messages_total", "usage_dead_letters_total", "usage_sink_retries_total", "usage_chunks_total",
     }
     assert all(name.endswith("_total") for name, kind in types.items() if kind == "counter")
 
@@ -111,7 +113,8 @@ def test_as_dict():
         "messages": 3,
         "events_accepted": 0,
         "events_unpriced": 0,
-        "duplicates_in_chunk": 0,
+        "duplicates": 0,
+        "isolated_messages": 0,
         "chunks": 0,
         "dead_letters": {"invalid_json": 2, "empty_message": 1},
         "dead_letters_total": 3,

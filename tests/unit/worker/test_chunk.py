@@ -1,0 +1,163 @@
+"""The chunk processor's way out of a failing write: retry, stop when asked, isolate a poison message.
+
+A fake sink stands in for ClickHouse here (pure control flow); the same paths run against
+the real engine in tests/integration.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from stream_app.core.counting import StoredCopy, content_of, fingerprint
+from stream_app.core.decode import MessageOrigin
+from stream_app.core.rows import EVENT_COLUMNS, TOMBSTONE_VERSION, WINDOW_COLUMNS
+from stream_app.core.windows import Source
+from stream_app.sink.clickhouse import SinkStats
+from stream_app.worker.chunk import ChunkProcessor, RetryPolicy, StopRequested
+from stream_app.worker.metrics import WorkerMetrics
+from tests.factories import make_event, make_event_dict
+
+NOW = datetime.now(UTC)
+
+
+class FakeSink:
+    """Stores what it is given; refuses writes while `refuse(rows)` says so."""
+
+    def __init__(self, refuse=lambda rows: False, answering: bool = True) -> None:
+        self.stats = SinkStats()
+        self.refuse = refuse
+        self.answering = answering
+        self.events: dict = {}
+        self.windows: list[tuple] = []
+        self.rejections: list[tuple] = []
+        self.attempts = 0
+
+    def lookup(self, ids_by_project):
+        found = {}
+        for project, ids in ids_by_project.items():
+            for event_id in ids:
+                row = self.events.get((project, event_id))
+                if row:
+                    found[(project, event_id)] = StoredCopy(Source(row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]), row["batch_index"], row["fingerprint"])
+        return found
+
+    def stored_contents(self, keys):
+        return {k: self.events[k]["content"] for k in keys if k in self.events}
+
+    def write_rows(self, rows):
+        self.attempts += 1
+        if self.refuse(rows):
+            raise RuntimeError("Code: 53. DB::Exception: Type mismatch")
+        self.rejections.extend(rows.rejection_rows)
+        self.windows.extend(rows.window_rows)
+        for row in rows.event_rows:
+            record = dict(zip(EVENT_COLUMNS, row, strict=True))
+            self.events[(record["project_id"], record["event_id"])] = record
+
+    def answers(self) -> bool:
+        return self.answering
+
+
+def processor(sink, **retry) -> ChunkProcessor:
+    policy = RetryPolicy(**{"initial_seconds": 0.001, "max_seconds": 0.004, **retry})
+    return ChunkProcessor(
+        sink, WorkerMetrics(), window_seconds=60, max_future_skew=timedelta(minutes=5), consumer_group="g", retry=policy
+    )
+
+
+def message(offset: int, *events: dict, project: str = "proj-acme") -> tuple[bytes, MessageOrigin]:
+    return json.dumps(list(events)).encode(), MessageOrigin("t", 0, offset, project.encode())
+
+
+def test_failed_writes_are_retried_until_they_succeed_and_counted():
+    failures = iter([True, True, True])
+    sink = FakeSink(refuse=lambda rows: next(failures, False), answering=False)
+    worker = processor(sink)
+
+    outcome = worker.process([message(1, make_event_dict())])
+
+    assert outcome.attempts == 4
+    assert outcome.rows.events == 1
+    assert (sink.stats.write_failures, worker.metrics.sink_retries) == (3, 3)
+    assert sink.stats.retrying_since is None
+
+
+def test_an_outage_is_ridden_out_without_isolating_anything():
+    failures = iter([True] * 12)
+    sink = FakeSink(refuse=lambda rows: next(failures, False), answering=False)
+
+    outcome = processor(sink, refusals_before_isolating=3).process([message(1, make_event_dict())])
+
+    assert outcome.attempts == 13 and outcome.dead_letters == []
+
+
+def test_asked_to_stop_while_retrying_it_gives_up_without_writing():
+    sink = FakeSink(refuse=lambda rows: True, answering=False)
+    worker = processor(sink, initial_seconds=30, max_seconds=30)
+    threading.Timer(0.2, worker.stop.set).start()
+    started = time.monotonic()
+
+    with pytest.raises(StopRequested):
+        worker.process([message(1, make_event_dict())])
+
+    assert time.monotonic() - started < 5
+    assert sink.events == {}
+
+
+def test_a_poison_message_is_dead_lettered_and_the_rest_written():
+    poison = make_event_dict(event_id="poison")
+    good = [make_event_dict(), make_event_dict()]
+    sink = FakeSink(refuse=lambda rows: any(r[0] == "poison" for r in rows.event_rows))
+    worker = processor(sink, refusals_before_isolating=2)
+
+    outcome = worker.process([message(1, good[0]), message(2, poison, good[1]), message(3)])
+
+    assert {k[1] for k in sink.events} == {good[0]["event_id"]}
+    letters = [json.loads(v) for _k, v in outcome.dead_letters]
+    assert sorted((d["reason"], d["event_id"]) for d in letters) == sorted(
+        [("sink_rejected", "poison"), ("sink_rejected", good[1]["event_id"]), ("empty_batch", None)]
+    )
+    poisoned = [r for r in letters if r["event_id"] == "poison"][0]
+    assert "Type mismatch" in poisoned["detail"]
+    assert json.loads(poisoned["raw_text"])["event_id"] == "poison"
+    tombstones = [dict(zip(WINDOW_COLUMNS, r)) for r in sink.windows if r[-1] == TOMBSTONE_VERSION]
+    assert tombstones and all(t["events"] == 0 and t["src_offset"] == 2 for t in tombstones)
+    assert worker.metrics.isolated_messages == 1
+
+
+def test_a_changed_resend_of_a_stored_event_is_a_conflicting_duplicate_naming_fields():
+    original = make_event_dict(event_id="e1", agent_name="triage")
+    sink = FakeSink()
+    worker = processor(sink)
+    worker.process([message(1, original)])
+    for record in sink.events.values():
+        record["content"] = content_of(make_event(**{k: v for k, v in original.items() if k != "schema_version"}))
+    changed = {**original, "agent_name": "billing", "session_id": "other"}
+
+    outcome = worker.process([message(2, changed, original)])
+
+    (letter,) = [json.loads(v) for _k, v in outcome.dead_letters]
+    assert letter["reason"] == "conflicting_duplicate"
+    assert letter["detail"] == "event_id already billed from t[0]@1 #0; this copy differs in: agent_name, session_id"
+    assert json.loads(letter["raw_text"])["agent_name"] == "billing"
+    assert (outcome.rows.events, outcome.duplicates) == (0, 1)
+
+
+def test_a_stored_copy_without_fingerprint_and_equal_content_is_a_duplicate():
+    original = make_event_dict(event_id="e1")
+    event = make_event(**{k: v for k, v in original.items() if k != "schema_version"})
+    sink = FakeSink()
+    sink.events[("proj-acme", "e1")] = {
+        "kafka_topic": "old", "kafka_partition": 0, "kafka_offset": 5, "batch_index": -1, "fingerprint": 0,
+        "content": content_of(event),
+    }
+    assert fingerprint(content_of(event)) != 0
+
+    outcome = processor(sink).process([message(9, original)])
+
+    assert (outcome.rows.events, outcome.duplicates, outcome.dead_letters) == (0, 1, [])
