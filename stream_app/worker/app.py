@@ -114,6 +114,14 @@ async def _deliver_dead_letters(dlq_topic: Any, records: list[tuple[bytes, bytes
         pending = failed
 
 
+def assigned_partitions(app: faust.App, topic: str) -> list[int]:
+    """The partitions of `topic` this worker owns now ([] while the group rebalances)."""
+    try:
+        return sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
+    except Exception:  # no consumer yet
+        return []
+
+
 async def consumer_lag(app: faust.App, topic: str) -> dict[int, int]:
     """Per assigned partition of `topic`: end offset minus the next offset to commit."""
     try:
@@ -159,7 +167,9 @@ def _install_pages(app: faust.App, sink: ClickHouseSink, metrics: WorkerMetrics,
     @app.page("/stats")
     async def stats(web: Any, request: Any) -> Any:
         current()
-        return web.json({**metrics.as_dict(), "sink_retrying": sink.stats.retrying_since is not None})
+        return web.json(
+            {**metrics.as_dict(), "sink_retrying": sink.stats.retrying_since is not None, "partitions": assigned_partitions(app, topic)}
+        )
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,14 +21,6 @@ from typing import Any
 
 from stream_app.broker.local import find_free_port
 from stream_app.errors import PipelineError
-
-
-_LAG_SAMPLE = re.compile(r'^usage_consumer_lag\{partition="(\d+)"\} ', re.MULTILINE)
-
-
-def partitions_from_metrics(text: str) -> list[int]:
-    """Assigned partitions from a worker's /metrics: its consumer-lag gauge has one sample each."""
-    return sorted(int(p) for p in _LAG_SAMPLE.findall(text))
 
 
 class WorkerProcess:
@@ -91,10 +82,9 @@ class WorkerProcess:
     def stats(self) -> dict[str, Any]:
         return self.get("/stats")
 
-    def partitions(self, *, timeout: float = 10.0) -> list[int]:
+    def partitions(self) -> list[int]:
         """The events-topic partitions assigned to this worker now ([] while it rebalances)."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=timeout) as response:
-            return partitions_from_metrics(response.read().decode())
+        return list(self.stats()["partitions"])
 
     def report(self, group_by: str = "project", **filters: str) -> list[dict[str, Any]]:
         return self.get("/report", group_by=group_by, **filters)
