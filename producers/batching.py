@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from producers.errors import EventTooLargeError
+from producers.wire import EncodedEvent
 from schemas import UsageTrackingEvent
 
 # SPEC §1: consumers accept batches of up to 1,000 events.
@@ -53,6 +54,15 @@ def pack_batches(
     more than `max_bytes` bytes of payload. Raises `EventTooLargeError` (naming the event)
     if one event alone exceeds `max_bytes`, before any batch is returned.
     """
+    return pack_encoded([EncodedEvent.of(event) for event in events], max_events, max_bytes)
+
+
+def pack_encoded(
+    events: Iterable[EncodedEvent],
+    max_events: int = MAX_EVENTS_PER_MESSAGE,
+    max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> list[EventBatch]:
+    """`pack_batches` for events already encoded (what the background sender has)."""
     _check_limits(max_events, max_bytes)
     batches: list[EventBatch] = []
     for project_id, project_events in _group_by_project(events).items():
@@ -70,23 +80,21 @@ def _check_limits(max_events: int, max_bytes: int) -> None:
         raise ValueError(f"max_bytes must be large enough for one event, got {max_bytes}")
 
 
-def _group_by_project(events: Iterable[UsageTrackingEvent]) -> dict[str, list[UsageTrackingEvent]]:
+def _group_by_project(events: Iterable[EncodedEvent]) -> dict[str, list[EncodedEvent]]:
     # dict keeps first-seen order, so output order is deterministic for callers and tests.
-    groups: dict[str, list[UsageTrackingEvent]] = {}
+    groups: dict[str, list[EncodedEvent]] = {}
     for event in events:
         groups.setdefault(event.project_id, []).append(event)
     return groups
 
 
-def _pack_project(
-    project_id: str, events: list[UsageTrackingEvent], max_events: int, max_bytes: int
-) -> list[EventBatch]:
+def _pack_project(project_id: str, events: list[EncodedEvent], max_events: int, max_bytes: int) -> list[EventBatch]:
     batches: list[EventBatch] = []
     parts: list[bytes] = []
     ids: list[str] = []
     size = _ARRAY_BRACKETS_BYTES
     for event in events:
-        encoded = encode_event(event)
+        encoded = event.json
         alone = _ARRAY_BRACKETS_BYTES + len(encoded)
         if alone > max_bytes:
             raise EventTooLargeError(event.event_id, alone, max_bytes)

@@ -40,6 +40,11 @@ def listening(listener: EventListener) -> Iterator[EventListener]:
         _LISTENERS.reset(token)
 
 
+def listeners_in_force() -> bool:
+    """Whether any listener would see an event reported here (if none, no event object is needed)."""
+    return bool(_LISTENERS.get())
+
+
 def notify_listeners(event: UsageTrackingEvent) -> None:
     """Hand `event` to every listener in force; a failing listener is logged, not raised."""
     for listener in _LISTENERS.get():

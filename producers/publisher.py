@@ -13,13 +13,20 @@ from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from producers.batching import DEFAULT_MAX_MESSAGE_BYTES, MAX_EVENTS_PER_MESSAGE, EventBatch, pack_batches
+from producers.batching import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_EVENTS_PER_MESSAGE,
+    EventBatch,
+    pack_batches,
+    pack_encoded,
+)
 from producers.errors import (
     BrokerUnavailableError,
     MissingDependencyError,
     PublishError,
     PublisherStateError,
 )
+from producers.wire import EncodedEvent
 from schemas import UsageTrackingEvent
 
 if TYPE_CHECKING:
@@ -123,8 +130,16 @@ class KafkaPublisher:
         message, and `PublishError` if any batch was not acknowledged; re-publishing the
         same events after a failure is safe, since consumers deduplicate by event_id.
         """
+        self._require_started()
+        return await self._publish(pack_batches(events, self._max_events, self._max_bytes))
+
+    async def publish_encoded(self, events: Sequence[EncodedEvent]) -> PublishResult:
+        """`publish` for events already encoded (the background transport's)."""
+        self._require_started()
+        return await self._publish(pack_encoded(events, self._max_events, self._max_bytes))
+
+    async def _publish(self, batches: list[EventBatch]) -> PublishResult:
         producer = self._require_started()
-        batches = pack_batches(events, self._max_events, self._max_bytes)
         if not batches:
             return PublishResult(events=0, messages=0)
         await self._send_batches(producer, batches)

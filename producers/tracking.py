@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from producers.call import UNATTRIBUTED, CallRecord, TrackingDefaults, build_event
-from producers.collectors import notify_listeners
+from producers.call import UNATTRIBUTED, CallRecord, TrackingDefaults, draft_event
+from producers.collectors import listeners_in_force, notify_listeners
 from producers.errors import TrackingConfigError
 from producers.settings import (
     KILL_SWITCH,
@@ -39,6 +39,7 @@ from producers.transport import (
     Transport,
     TransportStats,
 )
+from producers.wire import EventDraft, materialize
 from schemas import UsageTrackingEvent
 
 log = logging.getLogger("producers.tracking")
@@ -70,6 +71,9 @@ class _Tracking:
     config: UsageTrackingConfig
     defaults: TrackingDefaults
     transport: Transport
+    # Set for our own transports, which take drafts: the event is then encoded (and
+    # checked against the model) by the background sender, not on the caller's thread.
+    emit_draft: Callable[[EventDraft], None] | None = None
 
 
 _lock = threading.Lock()
@@ -119,7 +123,7 @@ def configure_usage_tracking(
     )
     global _active
     with _lock:
-        previous, _active = _active, _Tracking(config, defaults, transport)
+        previous, _active = _active, _Tracking(config, defaults, transport, _draft_emitter(transport))
         _warned.clear()
     if previous is not None and previous.transport is not transport:
         previous.transport.close()
@@ -150,21 +154,44 @@ def emit(event: UsageTrackingEvent | Mapping[str, Any]) -> None:
     _dispatch(event)
 
 
-def report_call(record: CallRecord) -> UsageTrackingEvent | None:
-    """Build the event of a finished call and hand it on; never raises.
+def report_call(record: CallRecord) -> None:
+    """Hand on the event of a finished call; never raises.
 
-    Used by the instrumentation and `track_llm_call`. Returns the event, or None if no
-    event could be built (reported to `on_error` or the log).
+    Used by the instrumentation and `track_llm_call`. The caller's thread only drafts
+    the event; a `UsageTrackingEvent` is built here only for whoever needs one now
+    (listeners, the `on_usage` handler, a transport of the caller's own). A failure is
+    reported to `on_error` or the log.
     """
     tracking = _active
     defaults = tracking.defaults if tracking is not None else TrackingDefaults(source=default_source())
     try:
-        event = build_event(record, defaults)
+        draft = draft_event(record, defaults)
     except Exception as exc:  # noqa: BLE001 - a bug of ours must not break the caller's call
         _report_error(tracking, exc, None, "building the usage event failed")
-        return None
-    _dispatch(event)
-    return event
+        return
+    event = None
+    if listeners_in_force() or (
+        tracking is not None and (tracking.config.on_usage is not None or tracking.emit_draft is None)
+    ):
+        try:
+            event = materialize(draft)
+        except Exception as exc:  # noqa: BLE001 - as above; the draft is still published below
+            _report_error(tracking, exc, None, "building the usage event failed")
+    if event is not None:
+        _dispatch(event)
+    elif tracking is None:
+        _warn_unconfigured()
+    elif tracking.emit_draft is not None:
+        _publish_draft(tracking, draft)
+
+
+def _publish_draft(tracking: _Tracking, draft: EventDraft) -> None:
+    if draft.project_id == UNATTRIBUTED:
+        _warn_unattributed()
+    try:
+        tracking.emit_draft(draft)  # type: ignore[misc] - checked by the caller
+    except Exception as exc:  # noqa: BLE001 - publishing must never break the caller's call
+        _report_error(tracking, exc, None, "publishing the usage event failed")
 
 
 def flush_usage_tracking(timeout: float = 10.0) -> bool:
@@ -193,24 +220,36 @@ def _dispatch(event: UsageTrackingEvent) -> None:
     notify_listeners(event)
     tracking = _active
     if tracking is None:
-        _warn_once(
-            "unconfigured",
-            "an LLM call was tracked but usage tracking is not configured, so its event is not "
-            "published: call producers.configure_usage_tracking() at start-up",
-        )
+        _warn_unconfigured()
         return
     if event.project_id == UNATTRIBUTED:
-        _warn_once(
-            "unattributed",
-            "usage events have no project_id: they are billed to %r. Pass project_id to "
-            "configure_usage_tracking() or usage_context()",
-            UNATTRIBUTED,
-        )
+        _warn_unattributed()
     _call_handler(tracking, event)
     try:
         tracking.transport.emit(event)
     except Exception as exc:  # noqa: BLE001 - a transport of the caller's own could raise
         _report_error(tracking, exc, event, "publishing the usage event failed")
+
+
+def _warn_unconfigured() -> None:
+    _warn_once(
+        "unconfigured",
+        "an LLM call was tracked but usage tracking is not configured, so its event is not "
+        "published: call producers.configure_usage_tracking() at start-up",
+    )
+
+
+def _warn_unattributed() -> None:
+    _warn_once(
+        "unattributed",
+        "usage events have no project_id: they are billed to %r. Pass project_id to "
+        "configure_usage_tracking() or usage_context()",
+        UNATTRIBUTED,
+    )
+
+
+def _draft_emitter(transport: Transport) -> Callable[[EventDraft], None] | None:
+    return transport.emit if getattr(transport, "accepts_drafts", False) else None  # type: ignore[return-value]
 
 
 def _call_handler(tracking: _Tracking, event: UsageTrackingEvent) -> None:

@@ -2,10 +2,12 @@
 
 `KafkaTransport.emit(event)` appends to a bounded in-memory queue and returns: no lock,
 no I/O, no wake-up on the caller's thread (a few hundred nanoseconds; see
-benchmarks/emit_overhead.py). A background thread runs an asyncio loop that drains the
-queue every `linger_seconds`, packs the events into per-project batches
-(`producers.batching.pack_batches`, via `KafkaPublisher`: idempotent producer, acks=all)
-and waits for the broker's acknowledgement.
+benchmarks/emit_overhead.py). It takes a tracked call's `EventDraft` as well as a
+`UsageTrackingEvent`. A background thread runs an asyncio loop that drains the queue
+every `linger_seconds`, encodes the events and checks them against the model in short
+slices that leave the GIL to the service's threads (`producers.sender_encoding`), packs
+them into per-project batches (`producers.batching`, via `KafkaPublisher`: idempotent
+producer, acks=all) and waits for the broker's acknowledgement.
 
 When the broker cannot be reached, or does not acknowledge in time, the events go to the
 local `EventSpool` and are replayed once the broker answers again; their `event_id`s do
@@ -35,7 +37,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from producers.errors import EventTooLargeError, SpoolError
+from producers.sender_encoding import EncodingStage
 from producers.spool import ClaimedSegment, EventSpool
+from producers.wire import EncodedEvent, EventDraft
 from schemas import UsageTrackingEvent
 
 if TYPE_CHECKING:
@@ -47,7 +51,7 @@ log = logging.getLogger("producers.transport")
 DEFAULT_QUEUE_MAX_EVENTS = 50_000
 DEFAULT_LINGER_SECONDS = 0.05
 # Events sent per publish round trip; several Kafka messages of up to 1,000 events each.
-DEFAULT_MAX_EVENTS_PER_PUBLISH = 20_000
+DEFAULT_MAX_EVENTS_PER_PUBLISH = 5_000
 DEFAULT_REQUEST_TIMEOUT_MS = 10_000
 # A publish not acknowledged within this long means the broker is away, for now.
 DEFAULT_STALL_SECONDS = 2.0
@@ -99,11 +103,13 @@ class NullTransport:
     What the kill switch (USAGE_TRACKING_DISABLED=1) and `destination=None` install.
     """
 
+    accepts_drafts = True
+
     def __init__(self, *, disabled_by_kill_switch: bool = False) -> None:
         self._disabled = disabled_by_kill_switch
         self._discarded = 0
 
-    def emit(self, event: UsageTrackingEvent) -> None:
+    def emit(self, event: UsageTrackingEvent | EventDraft) -> None:
         """Discard the event."""
         self._discarded += 1
 
@@ -124,7 +130,7 @@ class _Inflight:
     """The one publish on its way: its task, its events, and the segment they came from."""
 
     task: asyncio.Task[Any]
-    events: list[UsageTrackingEvent]
+    events: list[EncodedEvent]
     segment: ClaimedSegment | None
     started: float
     stall_reported: bool = False
@@ -141,6 +147,9 @@ class _FlushMarker:
 
 class KafkaTransport:
     """The background Kafka transport (see module docstring). Thread-safe; fork-aware."""
+
+    # Takes `EventDraft`s: tracked calls leave encoding and checking to the sender.
+    accepts_drafts = True
 
     def __init__(
         self,
@@ -180,7 +189,8 @@ class KafkaTransport:
 
     def _reset_runtime_state(self) -> None:
         # deque.append and len are atomic under the GIL: the caller's fast path needs no lock.
-        self._queue: collections.deque[UsageTrackingEvent | _FlushMarker] = collections.deque()
+        self._queue: collections.deque[UsageTrackingEvent | EventDraft | _FlushMarker] = collections.deque()
+        self._encoding = EncodingStage()
         self._start_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -209,7 +219,7 @@ class KafkaTransport:
 
     # -- the caller's side ------------------------------------------------------------
 
-    def emit(self, event: UsageTrackingEvent) -> None:
+    def emit(self, event: UsageTrackingEvent | EventDraft) -> None:
         """Queue the event for delivery and return at once; never raises for I/O.
 
         From sync or async code alike. With the queue full (the broker slower than the
@@ -276,10 +286,10 @@ class KafkaTransport:
                 last_error=self._last_error,
             )
 
-    def _spool_from_caller(self, event: UsageTrackingEvent) -> None:
+    def _spool_from_caller(self, event: UsageTrackingEvent | EventDraft) -> None:
         with self._state_lock:
             self._overflows += 1
-        self._spool_events([event])
+        self._spool_events([self._encoding.encode_one(event)])
 
     def _start_sender(self) -> None:
         with self._start_lock:
@@ -325,23 +335,23 @@ class KafkaTransport:
         try:
             while True:
                 self._settle_inflight()
-                events, markers = self._drain()
-                if events:
-                    await self._route(events)
+                items, markers = self._drain()
+                if items:
+                    await self._route(self._encoding.encode(items))
                 self._held_markers.extend(markers)
                 self._release_markers()
                 if self._closing and not self._queue:
                     await self._wait_inflight()
                     break
-                if not events and not markers and not await self._replay_one_segment():
+                if not items and not markers and not await self._replay_one_segment():
                     await self._sleep(self._linger)
             self._give_up_inflight()
         finally:
             await self._stop_publisher()
             await asyncio.gather(*self._stopping_publishers, return_exceptions=True)
 
-    def _drain(self) -> tuple[list[UsageTrackingEvent], list[_FlushMarker]]:
-        events: list[UsageTrackingEvent] = []
+    def _drain(self) -> tuple[list[UsageTrackingEvent | EventDraft], list[_FlushMarker]]:
+        events: list[UsageTrackingEvent | EventDraft] = []
         markers: list[_FlushMarker] = []
         queue = self._queue
         while queue and len(events) < self._max_per_publish:
@@ -360,7 +370,7 @@ class KafkaTransport:
             pass
         self._wake.clear()
 
-    async def _route(self, events: list[UsageTrackingEvent]) -> None:
+    async def _route(self, events: list[EncodedEvent]) -> None:
         """Publish the events, or spool them if the broker is stalled or away."""
         if self._inflight is not None:
             await self._wait_inflight()
@@ -397,14 +407,14 @@ class KafkaTransport:
         if not contents.events:
             self.spool.delivered(segment)
             return True
-        self._start_publish(publisher, contents.events, segment=segment)
+        self._start_publish(publisher, self._encoding.encode(contents.events), segment=segment)
         await self._wait_inflight()
         return True
 
     def _start_publish(
-        self, publisher: KafkaPublisher, events: list[UsageTrackingEvent], segment: ClaimedSegment | None
+        self, publisher: KafkaPublisher, events: list[EncodedEvent], segment: ClaimedSegment | None
     ) -> None:
-        task = asyncio.get_running_loop().create_task(publisher.publish(events))
+        task = asyncio.get_running_loop().create_task(publisher.publish_encoded(events))
         with self._state_lock:
             self._inflight = _Inflight(task, events, segment, time.monotonic())
 
@@ -582,9 +592,9 @@ class KafkaTransport:
 
     # -- both sides ----------------------------------------------------------------------
 
-    def _spool_events(self, events: Sequence[UsageTrackingEvent]) -> None:
+    def _spool_events(self, events: Sequence[EncodedEvent]) -> None:
         try:
-            stored = self.spool.append(events)
+            stored = self.spool.append_lines([event.json + b"\n" for event in events])
         except SpoolError as exc:
             stored = 0
             reason = str(exc)
@@ -624,7 +634,7 @@ class KafkaTransport:
             if isinstance(item, _FlushMarker):
                 item.done.set()
             else:
-                leftovers.append(item)
+                leftovers.append(self._encoding.encode_one(item))
         for marker in self._held_markers:
             marker.done.set()
         if leftovers:
