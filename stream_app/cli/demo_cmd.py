@@ -4,7 +4,11 @@ Brings up a local Kafka broker unless one is configured, runs a worker on a fres
 embedded ClickHouse store, publishes traffic from several simulated services (with a few
 malformed messages and some producer re-sends), waits until the worker has taken
 everything, prints the bill and checks it against what was emitted. It stops everything
-it started, also when it fails.
+it started, also when it fails or is interrupted.
+
+With --workers N > 1, N workers of one consumer group share the work (the topic gets at
+least 2N partitions) and one ClickHouse server: a local one the demo starts and stops,
+unless CLICKHOUSE_URL names a server. Progress shows each worker's partitions.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from schemas import UsageTrackingEvent
-from stream_app.errors import PipelineError
+from stream_app.errors import ConfigurationError, PipelineError
 from stream_app.settings import PipelineSettings
 
 
@@ -38,6 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--events", type=int, default=20_000, help="events to emit (default 20000)")
     parser.add_argument("--resend", type=int, default=500, help="events to publish twice, as a retrying producer would")
     parser.add_argument("--seed", type=int, default=7, help="traffic seed (same seed, same traffic)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="stream workers in one consumer group (default 1); with N > 1 they share a local "
+        "ClickHouse server the demo starts, unless CLICKHOUSE_URL names a server",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -56,34 +68,39 @@ class Emitted:
 
 
 def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
-    from stream_app.sink.clickhouse import parse_clickhouse_url
-    from stream_app.worker.process import WorkerProcess
-
     from stream_app.core.pricing import CatalogPricer, configure_default_pricer
+    from stream_app.demo.fleet import WorkerFleet, demo_partitions, store_server_url
+    from stream_app.sink.clickhouse import parse_clickhouse_url
 
+    if args.workers < 1:
+        raise ConfigurationError(f"--workers {args.workers}: run at least one worker")
     # The check prices what was emitted exactly as the worker will, price file included.
     configure_default_pricer(CatalogPricer.from_settings(settings))
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     with ExitStack() as cleanup:
+        _stop_on_sigterm(cleanup)
         bootstrap = _broker(settings, cleanup)
-        store_url = settings.resolved_clickhouse_url if settings.clickhouse_url else _fresh_demo_store(settings)
+        configured = settings.resolved_clickhouse_url if settings.clickhouse_url else None
+        if args.workers > 1:
+            store_url = store_server_url(configured, settings.home / "demo-clickhouse-server", cleanup, say)
+        else:
+            store_url = configured or _fresh_demo_store(settings)
         events_topic = f"{settings.events_topic}.demo-{run_id}"
+        partitions = demo_partitions(args.workers, settings.topic_partitions)
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "CLICKHOUSE_URL": store_url,
             "USAGE_EVENTS_TOPIC": events_topic,
             "USAGE_DLQ_TOPIC": f"{events_topic}.dlq",
+            "USAGE_TOPIC_PARTITIONS": str(partitions),
             "USAGE_CONSUMER_GROUP": f"usage-pipeline-demo-{run_id}",
             "USAGE_LOG_LEVEL": "warning",
             "USAGE_PIPELINE_HOME": str(settings.home),
         }
-        log_path = settings.home / "demo-worker.log"
         say(f"[demo] ClickHouse: {parse_clickhouse_url(store_url).display}")
-        say(f"[demo] starting a stream worker (log: {log_path}) ...")
-        worker = WorkerProcess(env, log_path=log_path)
-        cleanup.callback(_stop_worker, worker)
-        worker.start()
-        say(f"[demo] worker ready at {worker.url}; topic {events_topic}")
+        say(f"[demo] starting {args.workers} stream worker(s); topic {events_topic} ({partitions} partitions) ...")
+        fleet = WorkerFleet(env, args.workers, settings.home)
+        fleet.start(cleanup, say)
 
         emitted = asyncio.run(
             _emit_traffic(bootstrap, events_topic, args.events, args.resend, args.seed, settings.kafka_security)
@@ -93,12 +110,30 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
             f"{emitted.messages:,} Kafka messages, and {emitted.malformed_messages} malformed messages"
         )
         started = time.monotonic()
-        stats = worker.wait_for_messages(emitted.messages, timeout=600, progress=_progress_printer(started))
+        stats = fleet.wait_for_messages(
+            emitted.messages, partitions=partitions, timeout=600, progress=_progress_printer(started)
+        )
         elapsed = time.monotonic() - started
         say("")
-        by_project = worker.report("project")
-        by_model = worker.report("model")
-        return _print_summary(emitted, stats, by_project, by_model, elapsed, store_url)
+        by_project = fleet.report("project")
+        by_model = fleet.report("model")
+        if args.workers > 1 and not configured:
+            data = settings.home / "demo-clickhouse-server" / "data"
+            hint = f"usage-pipeline clickhouse up --data-dir {data}, then CLICKHOUSE_URL=<its URL> usage-pipeline report"
+        else:
+            hint = f"CLICKHOUSE_URL={store_url} usage-pipeline report --group-by agent"
+        return _print_summary(emitted, stats, by_project, by_model, elapsed, store_url, hint)
+
+
+def _stop_on_sigterm(cleanup: ExitStack) -> None:
+    """SIGTERM ends the demo like Ctrl-C, so the workers, server and broker it started stop too."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    cleanup.callback(signal.signal, signal.SIGTERM, previous)
 
 
 def _broker(settings: PipelineSettings, cleanup: ExitStack) -> str:
@@ -123,11 +158,6 @@ def _broker(settings: PipelineSettings, cleanup: ExitStack) -> str:
 def _stop_broker(broker: Any) -> None:
     say("[demo] stopping the local Kafka broker ...")
     broker.down()
-
-
-def _stop_worker(worker: Any) -> None:
-    say("[demo] stopping the worker ...")
-    worker.stop()
 
 
 def _fresh_demo_store(settings: PipelineSettings) -> str:
@@ -179,18 +209,16 @@ async def _emit_traffic(bootstrap: str, topic: str, count: int, resend: int, see
 
 
 def _progress_printer(started: float) -> Any:
+    from stream_app.demo.fleet import progress_line
+
     last = {"at": 0.0}
 
-    def show(stats: dict[str, Any]) -> None:
+    def show(stats: list[dict[str, Any]]) -> None:
         now = time.monotonic()
         if now - last["at"] < 1.0:
             return
         last["at"] = now
-        rate = stats["events_accepted"] / max(now - started, 1e-6)
-        sys.stderr.write(
-            f"\r[demo] worker: {stats['messages']:,} messages, {stats['events_accepted']:,} events written, "
-            f"{stats['dead_letters_total']} dead-lettered, {stats['sink_retries']} sink retries (~{rate:,.0f} events/s)   "
-        )
+        sys.stderr.write("\r" + progress_line(stats, now - started) + "   ")
         sys.stderr.flush()
 
     return show
@@ -238,6 +266,7 @@ def _print_summary(
     by_model: list[dict[str, Any]],
     elapsed: float,
     store_url: str,
+    store_hint: str,
 ) -> int:
     from stream_app.cli.report_cmd import render_table
     from stream_app.sink.queries import ReportQuery
@@ -255,7 +284,7 @@ def _print_summary(
         f"Worker: {stats['events_accepted']:,} event rows written for {unique:,} distinct events "
         f"in {elapsed:.1f} s after publishing (~{stats['events_accepted'] / max(elapsed, 1e-6):,.0f} events/s)"
     )
-    print(f"Stored in {store_url}; query it with: CLICKHOUSE_URL={store_url} usage-pipeline report --group-by agent")
+    print(f"Stored in {store_url}; query it with: {store_hint}")
     if problems:
         print("CHECK FAILED: billed totals differ from what was emitted:")
         for problem in problems[:20]:
