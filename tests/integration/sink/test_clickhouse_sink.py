@@ -1,9 +1,11 @@
-"""`ClickHouseSink` against the real ClickHouse engine (embedded chDB), no Kafka.
+"""The worker's write path (`ChunkProcessor` + `ClickHouseSink`) on the real engine, no Kafka.
 
-Every expected total below is worked out by hand from the bundled genai-prices catalog
-(per million tokens): gpt-4o input $2.50, cached input $1.25, output $10; gpt-5-nano
-input $0.05. One process can open one chDB directory at a time, so every sink a test
-opens is closed by the `open_sink` fixture before the next test opens another.
+Messages are handed to the chunk processor as Kafka would deliver them (value, topic,
+partition, offset), so look-ups, billed-copy decisions, window rows and reports all run
+for real. Every expected total below is worked out by hand from the bundled genai-prices
+catalog (per million tokens): gpt-4o input $2.50, cached input $1.25, output $10;
+gpt-5-nano input $0.05. One process can open one chDB directory at a time, so every sink
+a test opens is closed by the `open_sink` fixture before the next test opens another.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import UsageTrackingEvent
-from stream_app.core.decode import DecodedEvent, MessageOrigin, Rejection, decode_message
+from stream_app.core.decode import MessageOrigin
 from stream_app.core.pricing import price_event
-from stream_app.core.rows import ChunkRows, build_chunk_rows
 from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
 from stream_app.sink.faults import FaultPlan
 from stream_app.sink.queries import ReportQuery
 from stream_app.sink.schema import quote_string
+from stream_app.worker.chunk import ChunkOutcome, ChunkProcessor, RetryPolicy
+from stream_app.worker.metrics import WorkerMetrics
 from tests.factories import make_event, make_event_dict
 
 pytestmark = pytest.mark.integration
@@ -37,7 +40,6 @@ W = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)  # a window start
 W2 = W + timedelta(seconds=WINDOW)
 
 _offsets = itertools.count(1_000)
-_ingest_clock = itertools.count(1)
 
 
 OpenSink = Callable[..., ClickHouseSink]
@@ -49,7 +51,6 @@ def open_sink(tmp_path: Path) -> Iterator[OpenSink]:
     opened: list[ClickHouseSink] = []
 
     def _open(directory: str = "ch", *, query: str = "", **kwargs) -> ClickHouseSink:
-        kwargs.setdefault("sleep", lambda seconds: None)
         sink = ClickHouseSink(parse_clickhouse_url(f"chdb://{tmp_path / directory}{query}"), window_seconds=WINDOW, **kwargs)
         opened.append(sink)  # before open(): a failed open still holds the store
         return sink.open()
@@ -95,17 +96,27 @@ def event(
     )
 
 
-def chunk_of(events: list[UsageTrackingEvent], rejections: list[Rejection] = ()) -> ChunkRows:
-    """A chunk as the worker builds it: fresh offsets, a later ingest time than any before."""
-    decoded = [
-        DecodedEvent(e, MessageOrigin(TOPIC, 0, next(_offsets), e.project_id.encode()), None) for e in events
-    ]
-    ingested_at = datetime(2026, 11, 22, 13, 0, tzinfo=UTC) + timedelta(milliseconds=next(_ingest_clock))
-    return build_chunk_rows(decoded, list(rejections), price=price_event, window_seconds=WINDOW, ingested_at=ingested_at)
+Message = tuple[bytes, MessageOrigin]
 
 
-def rejection(offset: int) -> Rejection:
-    return Rejection("invalid_json", "value is not JSON", MessageOrigin(TOPIC, 0, offset, PROJECT.encode()), None, b"{")
+def messages_of(events: list[UsageTrackingEvent], bad: int = 0) -> list[Message]:
+    """Each event its own message at a fresh offset (as a producer retry would send it), plus `bad` malformed ones."""
+    out = [(e.model_dump_json().encode(), MessageOrigin(TOPIC, 0, next(_offsets), e.project_id.encode())) for e in events]
+    out += [(b"{", MessageOrigin(TOPIC, 0, next(_offsets), PROJECT.encode())) for _ in range(bad)]
+    return out
+
+
+def process(sink: ClickHouseSink, messages: list[Message], **retry) -> ChunkOutcome:
+    """One chunk through the worker's own processor (retries fast, isolates after 5 refusals)."""
+    policy = RetryPolicy(**{"initial_seconds": 0.01, "max_seconds": 0.05, **retry})
+    processor = ChunkProcessor(
+        sink, WorkerMetrics(), window_seconds=WINDOW, max_future_skew=timedelta(days=3650), consumer_group="test", retry=policy
+    )
+    return processor.process(messages)
+
+
+def write(sink: ClickHouseSink, events: list[UsageTrackingEvent], bad: int = 0) -> ChunkOutcome:
+    return process(sink, messages_of(events, bad))
 
 
 def report(sink: ClickHouseSink, group_by: str = "project", **filters) -> list[dict]:
@@ -117,23 +128,23 @@ def _naive_utc(moment: datetime) -> datetime:
 
 
 def windows(sink: ClickHouseSink, project: str = PROJECT) -> dict[tuple, tuple]:
-    """usage_windows FINAL as {(grouping, agent, session, start): (events, in, out, cache_read,
-    cache_write, reasoning, cost, unpriced)}; fails if FINAL still holds two rows for one key."""
+    """Window totals (summed over their source messages) as {(grouping, agent, session, model, start):
+    (events, in, out, cache_read, cache_write, reasoning, cost, unpriced)}; empty windows left out."""
     rows = sink.query_rows(
-        "SELECT grouping, agent_name, session_id, window_start, events, input_tokens, output_tokens, "
-        "cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, unpriced_events "
-        f"FROM usage.usage_windows FINAL WHERE project_id = {quote_string(project)}"
+        "SELECT grouping, agent_name, session_id, model, window_start, sum(events), sum(input_tokens), sum(output_tokens), "
+        "sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_usd), sum(unpriced_events) "
+        f"FROM usage.usage_windows FINAL WHERE project_id = {quote_string(project)} "
+        "GROUP BY grouping, agent_name, session_id, model, window_start"
     )
-    result = {}
-    for grouping, agent, session, start, *totals in rows:
-        key = (grouping, agent, session, _naive_utc(start))
-        assert key not in result, f"two rows for window {key}"
-        result[key] = tuple(totals)
-    return result
+    return {
+        (grouping, agent, session, model, _naive_utc(start)): tuple(totals)
+        for grouping, agent, session, model, start, *totals in rows
+        if totals[0]
+    }
 
 
-def key(grouping: str, start: datetime, agent: str = "", session: str = "") -> tuple:
-    return (grouping, agent, session, _naive_utc(start))
+def key(grouping: str, start: datetime, agent: str = "", session: str = "", model: str = "") -> tuple:
+    return (grouping, agent, session, model, _naive_utc(start))
 
 
 def totals(events: int, inp: int, out: int, cost: str, *, cache_read: int = 0, reasoning: int = 0, unpriced: int = 0) -> tuple:
@@ -173,9 +184,13 @@ EXPECTED_WINDOWS = {
     key("agent", W, agent="coder"): totals(2, 410, 45, "0.0014", unpriced=1),
     key("session", W, session="s1"): totals(2, 1010, 105, "0.00325", cache_read=200, unpriced=1),
     key("session", W, session="s2"): totals(1, 2000, 500, "0.01", reasoning=100),
+    key("session", W): totals(1, 400, 40, "0.0014"),  # e3 has no session
+    key("model", W, model="gpt-4o"): totals(3, 3400, 640, "0.01465", cache_read=200, reasoning=100),
+    key("model", W, model="no-such-model"): totals(1, 10, 5, "0", unpriced=1),
     key("project", W2): totals(1, 100, 10, "0.00035"),
     key("agent", W2, agent="planner"): totals(1, 100, 10, "0.00035"),
     key("session", W2, session="s1"): totals(1, 100, 10, "0.00035"),
+    key("model", W2, model="gpt-4o"): totals(1, 100, 10, "0.00035"),
 }
 
 
@@ -184,21 +199,18 @@ EXPECTED_WINDOWS = {
 
 def test_migrations_are_idempotent(open_sink):
     first = open_sink("ch")
-    assert sorted(first.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,)]
+    assert sorted(first.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,), (3,)]
     assert first.migrate() == []
-    first.write_chunk(chunk_of([event(at=W, input_tokens=1000, output_tokens=0)]))
+    write(first, [event(at=W, input_tokens=1000, output_tokens=0)])
     first.close()
 
     second = open_sink("ch")
 
     assert second.migrate() == []
     # Without FINAL: the second open inserted no second migration record.
-    assert sorted(second.query_rows("SELECT version, description FROM usage.schema_migrations")) == [
-        (1, "events, windows and rejections"),
-        (2, "price detail on events"),
-    ]
+    assert sorted(v for v, _d in second.query_rows("SELECT version, description FROM usage.schema_migrations")) == [1, 2, 3]
     assert sorted(r[0] for r in second.query_rows("SELECT name FROM system.tables WHERE database = 'usage'")) == [
-        "schema_migrations", "usage_events", "usage_rejections", "usage_windows",
+        "schema_migrations", "store_info", "usage_events", "usage_rejections", "usage_tool_windows", "usage_windows",
     ]
     # The data written before the reopen is still there: 1000 * 2.5/M.
     assert report(second) == [project_record(1, 1000, 0, "0.0025")]
@@ -207,14 +219,15 @@ def test_migrations_are_idempotent(open_sink):
 # --- exactly-once totals --------------------------------------------------------------------
 
 
-def test_writing_the_same_chunk_twice_gives_identical_totals(sink):
-    rows = chunk_of(data_set(), [rejection(5), rejection(6)])
+def test_processing_the_same_messages_twice_gives_identical_totals(sink):
+    messages = messages_of(data_set(), bad=2)
 
-    assert sink.write_chunk(rows) == 1
+    first_outcome = process(sink, messages)
     first = {g: report(sink, g) for g in ("project", "agent", "session", "model")}
     first_windows = windows(sink)
-    assert sink.write_chunk(rows) == 1  # a replay after a crash before the commit
+    again = process(sink, messages)  # a replay after a crash before the commit
 
+    assert (first_outcome.rows.events, again.rows.events, again.duplicates) == (5, 5, 0)  # the billed copies, rewritten
     assert {g: report(sink, g) for g in ("project", "agent", "session", "model")} == first
     assert windows(sink) == first_windows == EXPECTED_WINDOWS
     assert first["project"] == [project_record(5, 3510, 655, "0.015", cache_read=200, reasoning=100, unpriced=1)]
@@ -227,9 +240,10 @@ def test_same_event_id_in_two_chunks_is_billed_once(sink):
     e = event(at=W + timedelta(seconds=5), input_tokens=1000, cache_read_tokens=200, output_tokens=100)
     other = event(at=W + timedelta(seconds=6), input_tokens=2000, output_tokens=0, session="s2")
 
-    sink.write_chunk(chunk_of([e, other]))
-    sink.write_chunk(chunk_of([e]))  # the producer retried: same event, later offset
+    write(sink, [e, other])
+    resent = write(sink, [e])  # the producer retried: same event, later offset
 
+    assert (resent.rows.events, resent.duplicates, resent.dead_letters) == (0, 1, [])
     assert report(sink) == [project_record(2, 3000, 100, "0.00825", cache_read=200)]
     assert [r["events"] for r in report(sink, "session")] == [1, 1]
     assert report(sink, "model")[0]["events"] == 2
@@ -237,31 +251,36 @@ def test_same_event_id_in_two_chunks_is_billed_once(sink):
     assert windows(sink)[key("session", W, session="s1")] == totals(1, 1000, 100, "0.00325", cache_read=200)
 
 
-def test_duplicate_arriving_in_a_later_chunk_with_other_new_events(sink):
+def test_a_changed_resend_is_dead_lettered_and_changes_no_window(sink):
     e = event(at=W + timedelta(seconds=5), input_tokens=1000, output_tokens=0)  # 0.0025
-    late_new = event(at=W + timedelta(seconds=7), input_tokens=0, output_tokens=1000)  # 0.01
+    write(sink, [e])
+    before = (report(sink), windows(sink))
+    moved = e.model_copy(update={"timestamp": W2 + timedelta(seconds=5), "agent_name": "coder"})
 
-    sink.write_chunk(chunk_of([e]))
-    sink.write_chunk(chunk_of([late_new, e]))
+    outcome = write(sink, [moved])
 
-    assert report(sink) == [project_record(2, 1000, 1000, "0.0125")]
-    assert windows(sink)[key("project", W)] == totals(2, 1000, 1000, "0.0125")
+    (letter,) = [json.loads(v) for _k, v in outcome.dead_letters]
+    assert letter["reason"] == "conflicting_duplicate"
+    assert letter["detail"].endswith("this copy differs in: timestamp, agent_name")
+    assert json.loads(letter["raw_text"])["agent_name"] == "coder"
+    assert (report(sink), windows(sink)) == before
+    assert report(sink, every=WINDOW) == [{**project_record(1, 1000, 0, "0.0025"), "window_start": "2026-11-22T12:00:00Z"}]
 
 
 def test_late_event_updates_its_window_exactly(sink):
     # chunk 1: 12:00:10 (1000 in = 0.0025) and 12:00:20 (100 out = 0.001)
-    sink.write_chunk(chunk_of([
+    write(sink, [
         event(at=W + timedelta(seconds=10), input_tokens=1000, output_tokens=0),
         event(at=W + timedelta(seconds=20), input_tokens=0, output_tokens=100, agent="coder"),
-    ]))
+    ])
     assert windows(sink)[key("project", W)] == totals(2, 1000, 100, "0.0035")
 
     # chunk 2, later: a new window, and an event of the first window arriving late
     # (12:00:50, 400 in + 40 out = 0.001 + 0.0004)
-    sink.write_chunk(chunk_of([
+    write(sink, [
         event(at=W2 + timedelta(seconds=1), input_tokens=100, output_tokens=10),
         event(at=W + timedelta(seconds=50), input_tokens=400, output_tokens=40, agent="coder", session="s9"),
-    ]))
+    ])
 
     assert windows(sink) == {
         key("project", W): totals(3, 1400, 140, "0.0049"),
@@ -269,30 +288,57 @@ def test_late_event_updates_its_window_exactly(sink):
         key("agent", W, agent="coder"): totals(2, 400, 140, "0.0024"),
         key("session", W, session="s1"): totals(2, 1000, 100, "0.0035"),
         key("session", W, session="s9"): totals(1, 400, 40, "0.0014"),
+        key("model", W, model="gpt-4o"): totals(3, 1400, 140, "0.0049"),
         key("project", W2): totals(1, 100, 10, "0.00035"),
         key("agent", W2, agent="planner"): totals(1, 100, 10, "0.00035"),
         key("session", W2, session="s1"): totals(1, 100, 10, "0.00035"),
+        key("model", W2, model="gpt-4o"): totals(1, 100, 10, "0.00035"),
     }
 
 
 def test_window_rows_equal_hand_computed_sums(sink):
-    sink.write_chunk(chunk_of(data_set()))
+    write(sink, data_set())
 
     assert windows(sink) == EXPECTED_WINDOWS
-    assert sink.query_rows(
-        "SELECT DISTINCT window_seconds FROM usage.usage_windows FINAL"
-    ) == [(WINDOW,)]
+    assert sink.query_rows("SELECT DISTINCT window_seconds FROM usage.usage_windows FINAL") == [(WINDOW,)]
 
 
 def test_window_rows_are_the_same_when_the_events_come_one_chunk_at_a_time(sink):
     for e in data_set():
-        sink.write_chunk(chunk_of([e]))
+        write(sink, [e])
 
     assert windows(sink) == EXPECTED_WINDOWS
 
 
+def test_a_batch_message_is_one_contribution_per_window(sink):
+    batch = json.dumps([e.wire_dict() for e in data_set()]).encode()
+
+    process(sink, [(batch, MessageOrigin(TOPIC, 3, 77, PROJECT.encode()))])
+
+    assert windows(sink) == EXPECTED_WINDOWS
+    sources = sink.query_rows("SELECT DISTINCT src_partition, src_offset FROM usage.usage_windows FINAL")
+    assert sources == [(3, 77)]
+
+
+def test_a_backfill_of_thirty_days_in_one_chunk(sink):
+    # One event per hour for 30 days, all in one chunk of 720 messages: every look-up and
+    # insert stays bounded, and each window gets exactly its event.
+    start = W.replace(hour=0) - timedelta(days=30)  # a UTC midnight: day buckets hold 24 each
+    backfill = [event(at=start + timedelta(hours=h, seconds=1), input_tokens=1000, output_tokens=0, session=None) for h in range(720)]
+
+    outcome = write(sink, backfill)
+
+    assert (outcome.rows.events, outcome.attempts) == (720, 1)
+    assert report(sink) == [project_record(720, 720_000, 0, "1.8")]
+    daily = report(sink, every=86_400, since=start, until=start + timedelta(days=30))
+    assert [r["events"] for r in daily] == [24] * 30
+    assert {r["cost_usd"] for r in daily} == {"0.06"}
+    assert write(sink, backfill).duplicates == 720  # a replay of the month changes nothing
+    assert report(sink) == [project_record(720, 720_000, 0, "1.8")]
+
+
 def test_reports_equal_hand_computed_sums(sink):
-    sink.write_chunk(chunk_of(data_set()))
+    write(sink, data_set())
 
     assert report(sink, "agent") == [
         {"project_id": PROJECT, "agent_name": "planner", "events": 3, "input_tokens": 3100, "output_tokens": 610,
@@ -309,15 +355,35 @@ def test_reports_equal_hand_computed_sums(sink):
         ("openai", "gpt-4o", 4, 3500, "0.015", 0),
         ("openai", "no-such-model", 1, 10, "0", 1),
     ]
+    assert [(r["window_start"], r["events"]) for r in report(sink, every=WINDOW)] == [
+        ("2026-11-22T12:00:00Z", 4), ("2026-11-22T12:01:00Z", 1),
+    ]
+
+
+def test_tool_report_counts_calls_errors_and_durations(sink):
+    write(sink, [
+        event(at=W, input_tokens=1, output_tokens=1, tool_calls=[
+            {"name": "search", "duration_ms": 10.0}, {"name": "search", "duration_ms": 30.0, "error": "timeout"},
+        ]),
+        event(at=W2, input_tokens=1, output_tokens=1, tool_calls=[{"name": "search", "duration_ms": 20.0}, {"name": "fetch"}]),
+    ])
+
+    assert report(sink, "tool") == [
+        {"project_id": PROJECT, "tool_name": "search", "calls": 3, "errors": 1, "avg_duration_ms": 20.0, "p95_duration_ms": 30.0},
+        {"project_id": PROJECT, "tool_name": "fetch", "calls": 1, "errors": 0, "avg_duration_ms": None, "p95_duration_ms": None},
+    ]
+    assert [(r["window_start"], r["tool_name"], r["calls"]) for r in report(sink, "tool", every=WINDOW)] == [
+        ("2026-11-22T12:00:00Z", "search", 2), ("2026-11-22T12:01:00Z", "fetch", 1), ("2026-11-22T12:01:00Z", "search", 1),
+    ]
 
 
 def test_report_filters_run_in_the_engine(sink):
     odd = "o'brien\\x"
-    sink.write_chunk(chunk_of([
+    write(sink, [
         event(at=W + timedelta(seconds=30), input_tokens=1000, output_tokens=0, project=odd),  # 0.0025
         event(at=W2 + timedelta(seconds=30), input_tokens=0, output_tokens=1000, project=odd),  # 0.01
         event(at=W + timedelta(seconds=30), input_tokens=400, output_tokens=0),  # 0.001
-    ]))
+    ])
 
     assert report(sink, project=odd) == [project_record(2, 1000, 1000, "0.0125", project=odd)]
     assert report(sink, project=odd, since=W2) == [project_record(1, 0, 1000, "0.01", project=odd)]
@@ -325,7 +391,9 @@ def test_report_filters_run_in_the_engine(sink):
         project_record(1, 1000, 0, "0.0025", project=odd),
         project_record(1, 400, 0, "0.001"),
     ]
-    assert report(sink, since=W2 + timedelta(seconds=31)) == []
+    # Times are widened to whole windows: 12:01:31 selects the 12:01 window.
+    assert report(sink, since=W2 + timedelta(seconds=31)) == [project_record(1, 0, 1000, "0.01", project=odd)]
+    assert report(sink, since=W2 + timedelta(seconds=WINDOW)) == []
     assert windows(sink, odd)[key("project", W2)] == totals(1, 0, 1000, "0.01")
 
 
@@ -333,13 +401,13 @@ def test_event_time_with_an_offset_is_stored_as_its_instant(sink):
     # 13:00:30.5+01:00 is 12:00:30.5 UTC = 1_795_348_830.5 s after the epoch.
     e = event(at=datetime(2026, 11, 22, 13, 0, 30, 500_000, tzinfo=timezone(timedelta(hours=1))), input_tokens=1000, output_tokens=0)
 
-    sink.write_chunk(chunk_of([e]))
+    write(sink, [e])
 
     assert sink.query_rows(
         "SELECT toUnixTimestamp64Micro(timestamp), toUnixTimestamp(window_start) FROM usage.usage_events FINAL"
     ) == [(1_795_348_830_500_000, 1_795_348_800)]
-    assert report(sink, since=W + timedelta(seconds=30, microseconds=500_000)) == [project_record(1, 1000, 0, "0.0025")]
-    assert report(sink, since=W + timedelta(seconds=30, microseconds=500_001)) == []
+    assert report(sink, since=W, until=W2) == [project_record(1, 1000, 0, "0.0025")]
+    assert report(sink, since=W2) == []
 
 
 # --- money -------------------------------------------------------------------------------------
@@ -352,12 +420,13 @@ def test_sub_micro_dollar_costs_sum_exactly(sink):
     assert price_event(sample).cost_usd == per_event
     assert sum([float(per_event)] * 10_000) != 0.0005  # floats would not get this right
 
-    for window in range(10):  # 10 chunks of 1,000 events, one window each
+    for window in range(10):  # 10 chunks of one 1,000-event message, one window each
         start = W + timedelta(seconds=WINDOW * window)
-        sink.write_chunk(chunk_of([
+        batch = [
             event(at=start + timedelta(milliseconds=i), input_tokens=1, output_tokens=0, model="gpt-5-nano", session=None)
             for i in range(1_000)
-        ]))
+        ]
+        process(sink, [(json.dumps([e.wire_dict() for e in batch]).encode(), MessageOrigin(TOPIC, 0, next(_offsets), PROJECT.encode()))])
 
     (total,) = report(sink)
     assert total["events"] == 10_000
@@ -374,7 +443,7 @@ def test_sub_micro_dollar_costs_sum_exactly(sink):
 def test_provider_cost_is_stored_exactly(sink, amount):
     e = event(at=W, input_tokens=1, output_tokens=0, provider_cost=amount)
 
-    sink.write_chunk(chunk_of([e]))
+    write(sink, [e])
 
     (stored,) = sink.query_rows(f"SELECT provider_cost_usd FROM usage.usage_events FINAL WHERE event_id = {quote_string(e.event_id)}")
     assert stored == (Decimal(amount),)
@@ -390,37 +459,26 @@ def test_provider_cost_is_stored_exactly(sink, amount):
 )
 def test_failed_writes_end_with_exact_totals(open_sink, plan, attempts):
     open_sink("ch").close()  # an existing store, reopened for the drill
-    slept: list[float] = []
-    sink = open_sink("ch", fault_plan=plan, sleep=slept.append)
-    rows = chunk_of(data_set(), [rejection(7)])
+    sink = open_sink("ch", fault_plan=plan)
 
-    assert sink.write_chunk(rows) == attempts
-    assert len(slept) == attempts - 1
+    outcome = process(sink, messages_of(data_set(), bad=1))
+
+    assert outcome.attempts == attempts
     assert sink.stats.write_failures == attempts - 1
-    assert sink.write_chunk(chunk_of([])) == 1  # the plan is used up
-
+    assert process(sink, []).attempts == 1  # the plan is used up
     assert report(sink) == [project_record(5, 3510, 655, "0.015", cache_read=200, reasoning=100, unpriced=1)]
     assert windows(sink) == EXPECTED_WINDOWS
     assert sink.query_rows("SELECT count() FROM usage.usage_events FINAL") == [(5,)]
     assert sink.query_rows("SELECT count() FROM usage.usage_rejections FINAL") == [(1,)]
 
 
-@pytest.mark.parametrize(
-    ("plan", "attempts"),
-    [(FaultPlan(fail_inserts=3), 4), (FaultPlan(fail_after_insert=2), 3)],
-    ids=["insert-fails", "acknowledgement-lost"],
-)
-def test_fault_plan_on_a_fresh_store_hits_the_writes_not_the_migration(open_sink, plan, attempts):
-    sink = open_sink("fresh", fault_plan=plan)
+def test_fault_plan_on_a_fresh_store_hits_the_writes_not_the_migration(open_sink):
+    sink = open_sink("fresh", fault_plan=FaultPlan(fail_inserts=3))
 
-    assert sorted(sink.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,)]
-    assert sink.write_chunk(chunk_of(data_set())) == attempts
+    assert sorted(sink.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,), (3,)]
+    assert write(sink, data_set()).attempts == 4
     assert report(sink) == [project_record(5, 3510, 655, "0.015", cache_read=200, reasoning=100, unpriced=1)]
     assert windows(sink) == EXPECTED_WINDOWS
-
-
-class _GaveUp(Exception):
-    pass
 
 
 @pytest.mark.parametrize(
@@ -429,25 +487,13 @@ class _GaveUp(Exception):
     ids=["provider-cost-1e25", "input-tokens-2**64"],
 )
 def test_every_event_decode_accepts_can_be_written(sink, overrides):
-    now = datetime(2026, 11, 22, 12, 1, tzinfo=UTC)
     wire = make_event_dict(timestamp=W, project_id=PROJECT, **overrides)
-    decoded = decode_message(
-        json.dumps(wire).encode(), MessageOrigin(TOPIC, 0, 1, PROJECT.encode()), now=now, max_future_skew=timedelta(minutes=5)
-    )
-    rows = build_chunk_rows(decoded.events, decoded.rejections, price=price_event, window_seconds=WINDOW, ingested_at=now)
-    retries: list[float] = []
 
-    def sleep(seconds: float) -> None:
-        retries.append(seconds)
-        if len(retries) >= 3:
-            raise _GaveUp
+    outcome = process(sink, [(json.dumps(wire).encode(), MessageOrigin(TOPIC, 0, 1, PROJECT.encode()))])
 
-    sink._sleep = sleep  # noqa: SLF001 - stop the endless retry so the test can report it
-    try:
-        attempts = sink.write_chunk(rows)
-    except _GaveUp:
-        pytest.fail(f"write_chunk kept retrying an event decode accepted ({len(retries)} retries)")
-    assert attempts == 1
+    # Either written at the first attempt, or refused by decode: never a chunk ClickHouse refuses.
+    assert outcome.attempts == 1
+    assert not [l for l in outcome.dead_letters if json.loads(l[1])["reason"] == "sink_rejected"]
 
 
 def test_provider_cost_below_the_column_scale_is_refused_not_truncated():
@@ -459,6 +505,6 @@ def test_provider_cost_below_the_column_scale_is_refused_not_truncated():
 def test_database_name_that_needs_quoting(open_sink):
     sink = open_sink("ch", query="?database=usage-test")
 
-    sink.write_chunk(chunk_of([event(at=W, input_tokens=1000, output_tokens=0)]))
+    write(sink, [event(at=W, input_tokens=1000, output_tokens=0)])
 
     assert report(sink) == [project_record(1, 1000, 0, "0.0025")]
