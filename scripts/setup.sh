@@ -55,6 +55,17 @@ if [ "$node_ok" = 1 ]; then
   fi
 fi
 
+# Debian's chromium for the dashboard's browser tests (tests/integration/dashboard), driven by
+# the playwright package from the test extras; playwright never downloads a browser of its own.
+if [[ ",$extras," == *",test,"* ]] && ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing chromium with apt-get (dashboard browser tests) ..." >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "[setup] chromium is missing: the dashboard's browser tests will be skipped (sudo apt-get install chromium)" >&2
+  fi
+fi
+
 python=${PYTHON:-python3}
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "[setup] Python 3.11+ is required (found $("$python" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2

@@ -7,8 +7,11 @@ embedded store held by a running worker is read through that worker, as `report`
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 from contextlib import ExitStack
+from typing import Any
 
 from stream_app.settings import PipelineSettings
 
@@ -54,9 +57,26 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
             install_dashboard(app, store_source(sink))
             source = location.display
         print(f"[dashboard] reading {source}", file=sys.stderr, flush=True)
-        print(f"dashboard: http://{_client_host(args.host)}:{port}/dashboard", flush=True)
-        web.run_app(app, host=args.host, port=port, print=None, access_log=None)
+        asyncio.run(serve(app, args.host, port))
     return 0
+
+
+async def serve(app: Any, host: str, port: int) -> None:
+    """Listen, print the URL once it answers, and serve until SIGTERM or Ctrl-C."""
+    from aiohttp import web
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        print(f"dashboard: http://{_client_host(host)}:{port}/dashboard", flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def _client_host(host: str) -> str:

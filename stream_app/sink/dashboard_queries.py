@@ -76,7 +76,8 @@ class DashboardFilter:
 def bucket_for_span(span_seconds: int, window_seconds: int) -> int:
     """The bucket size for a range: a nice size, a whole multiple of the window, <= MAX_BUCKETS buckets."""
     for size in NICE_BUCKETS:
-        if size % window_seconds == 0 and span_seconds / size <= MAX_BUCKETS:
+        # ...and still MAX_BUCKETS / 8 buckets or more: an odd window size gets its own multiple.
+        if size % window_seconds == 0 and MAX_BUCKETS / 8 <= span_seconds / size <= MAX_BUCKETS:
             return size
     windows = -(-span_seconds // (MAX_BUCKETS * window_seconds))
     return max(1, windows) * window_seconds
