@@ -50,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stream workers in one consumer group (default 1); with N > 1 they share a local "
         "ClickHouse server the demo starts, unless CLICKHOUSE_URL names a server",
     )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="after the bill, keep the workers up and serve the dashboard (its URL is printed) until Ctrl-C",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -122,7 +127,22 @@ def run(args: argparse.Namespace, settings: PipelineSettings) -> int:
             hint = f"usage-pipeline clickhouse up --data-dir {data}, then CLICKHOUSE_URL=<its URL> usage-pipeline report"
         else:
             hint = f"CLICKHOUSE_URL={store_url} usage-pipeline report --group-by agent"
-        return _print_summary(emitted, stats, by_project, by_model, elapsed, store_url, hint)
+        outcome = _print_summary(emitted, stats, by_project, by_model, elapsed, store_url, hint)
+        if args.serve:
+            _serve_dashboard(fleet.workers[0].url, settings)
+        return outcome
+
+
+def _serve_dashboard(worker_url: str, settings: PipelineSettings) -> None:
+    """Keep the workers, and so their `/dashboard`, up until Ctrl-C or SIGTERM."""
+    auth = " (send Authorization: Bearer $USAGE_ADMIN_TOKEN)" if settings.admin_token else ""
+    print(f"Dashboard: {worker_url}/dashboard?range=1h{auth}", flush=True)
+    say("[demo] serving the dashboard until interrupted (Ctrl-C) ...")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        say("")
 
 
 def _stop_on_sigterm(cleanup: ExitStack) -> None:
