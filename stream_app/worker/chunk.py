@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -35,7 +35,8 @@ from stream_app.core.counting import (
 )
 from stream_app.core.dead_letter import dead_letter_record
 from stream_app.core.decode import MessageOrigin, RejectReason, Rejection, decode_message, original_event_bytes
-from stream_app.core.pricing import price_event
+from schemas import UsageTrackingEvent
+from stream_app.core.pricing import PricedCost, price_event
 from stream_app.core.rows import ChunkRows, build_chunk_rows, tombstone_rows
 from stream_app.core.windows import Source
 from stream_app.errors import PipelineError
@@ -87,6 +88,7 @@ class ChunkProcessor:
         retry: RetryPolicy | None = None,
         stop: threading.Event | None = None,
         decode_options: dict | None = None,
+        price: Callable[[UsageTrackingEvent], PricedCost] = price_event,
     ) -> None:
         self.sink = sink
         self.metrics = metrics
@@ -96,6 +98,7 @@ class ChunkProcessor:
         self.retry = retry or RetryPolicy()
         self.stop = stop or threading.Event()
         self.decode_options = decode_options or {}
+        self.price = price
 
     def process(self, messages: Sequence[tuple[bytes | None, MessageOrigin]]) -> ChunkOutcome:
         """Blocking: returns once the chunk is in ClickHouse; raises `StopRequested` if told to stop."""
@@ -135,7 +138,7 @@ class ChunkProcessor:
         rows = build_chunk_rows(
             decision.accepted,
             [*chunk.rejections, *conflicts],
-            price=price_event,
+            price=self.price,
             window_seconds=self.window_seconds,
             ingested_at=now,
         )

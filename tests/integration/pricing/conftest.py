@@ -23,7 +23,6 @@ def open_sink(tmp_path: Path) -> Iterator[OpenSink]:
     opened: list[ClickHouseSink] = []
 
     def _open(directory: str = "ch", **kwargs) -> ClickHouseSink:
-        kwargs.setdefault("sleep", lambda seconds: None)
         sink = ClickHouseSink(parse_clickhouse_url(f"chdb://{tmp_path / directory}"), window_seconds=WINDOW, **kwargs)
         opened.append(sink)
         return sink.open()

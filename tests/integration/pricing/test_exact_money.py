@@ -2,8 +2,8 @@
 
 Each event costs less than a millionth of a dollar (a few gpt-5-nano, gpt-4o-mini or
 deepseek-chat tokens), priced by the real pricer, written through the sink's own chunk
-path into the real engine (embedded chDB), then summed by SQL, by `report`, and by the
-recomputed windows. Every total equals the Decimal sum computed here; a float sum of the
+path into the real engine (embedded chDB) with their per-message window rows from the
+core's own aggregator, then summed by SQL, by `report` (which reads the windows). Every total equals the Decimal sum computed here; a float sum of the
 same costs does not.
 """
 
@@ -17,7 +17,8 @@ from decimal import Decimal
 import pytest
 
 from stream_app.core.pricing import CatalogPricer, TokenCounts, stored_cost
-from stream_app.core.rows import EVENT_COLUMNS, ChunkRows
+from stream_app.core.rows import EVENT_COLUMNS, ChunkRows, window_rows
+from stream_app.core.windows import Counted, Source, WindowAggregator
 from stream_app.sink.queries import ReportQuery
 from tests.integration.pricing.conftest import WINDOW
 
@@ -48,6 +49,7 @@ def chunks(pricer: CatalogPricer, expected: dict[str, Decimal]):
     counter = itertools.count()
     for _ in range(EVENTS // CHUNK):
         chunk = ChunkRows()
+        aggregator = WindowAggregator(WINDOW)
         for _ in range(CHUNK):
             i = next(counter)
             provider, model, counts_of = CALLS[i % len(CALLS)]
@@ -71,12 +73,16 @@ def chunks(pricer: CatalogPricer, expected: dict[str, Decimal]):
                         "price_status": priced.status, "price_source": priced.source,
                         "catalog_provider": priced.catalog_provider, "catalog_model": priced.catalog_model,
                         "price_detail": priced.detail, "provider_cost_usd": None, "provider_metadata": "{}",
-                        "context": "{}", "kafka_topic": "t", "kafka_partition": 0, "kafka_offset": i,
-                        "ingested_at": ingested,
+                        "context": "{}", "kafka_topic": "t", "kafka_partition": 0, "kafka_offset": i // 500,
+                        "batch_index": i % 500, "fingerprint": 0, "price_generation": 0, "ingested_at": ingested,
                     }
                 )
             )
-            chunk.touched_windows.add((project, window))
+            counted = Counted(
+                project, "agent", "", provider, model, at, counts.input, counts.output, counts.cache_read, 0, 0, False, ()
+            )
+            aggregator.add(counted, cost, True, Source("t", 0, i // 500))
+        chunk.window_rows = window_rows(aggregator, 0)
         yield chunk
 
 
@@ -87,7 +93,7 @@ def test_a_million_sub_micro_dollar_costs_sum_exactly(open_sink):
     float_total = 0.0
 
     for chunk in chunks(pricer, expected):
-        assert sink.write_chunk(chunk) == 1
+        sink.write_rows(chunk)
         float_total += sum(float(row[EVENT_COLUMNS.index("cost_usd")]) for row in chunk.event_rows)
 
     total = sum(expected.values(), Decimal(0))
@@ -103,9 +109,11 @@ def test_a_million_sub_micro_dollar_costs_sum_exactly(open_sink):
     assert {r["project_id"]: Decimal(r["cost_usd"]) for r in records} == expected
     assert sum(r["events"] for r in records) == EVENTS
 
-    # The recomputed windows hold the same money.
-    ((windowed, window_rows),) = sink.query_rows(
-        "SELECT toString(sum(cost_usd)), count() FROM usage.usage_windows FINAL WHERE grouping = 'project'"
-    )
-    assert Decimal(windowed) == total
-    assert window_rows == len(PROJECTS) * 1_000
+    # Every grouping of the windows holds the same money.
+    for grouping in ("project", "agent", "session", "model"):
+        ((windowed, windows),) = sink.query_rows(
+            "SELECT toString(sum(cost_usd)), uniqExact(project_id, window_start) FROM usage.usage_windows FINAL "
+            f"WHERE grouping = '{grouping}'"
+        )
+        assert Decimal(windowed) == total
+        assert windows == len(PROJECTS) * 1_000

@@ -16,14 +16,14 @@ from decimal import Decimal
 
 import pytest
 
-from stream_app.core.decode import DecodedEvent, MessageOrigin
+from stream_app.core.decode import MessageOrigin
 from stream_app.core.price_overrides import parse_price_overrides
 from stream_app.core.pricing import CatalogPricer
 from stream_app.core.repricing import RepriceSummary, reprice_rows
-from stream_app.core.rows import EVENT_COLUMNS, build_chunk_rows
-from stream_app.sink import clickhouse
+from stream_app.core.rows import EVENT_COLUMNS
 from stream_app.sink.queries import EventScope, ReportQuery, reprice_page_sql
-from stream_app.sink.schema import migrations
+from stream_app.worker.chunk import ChunkProcessor, RetryPolicy
+from stream_app.worker.metrics import WorkerMetrics
 from tests.factories import make_event
 from tests.integration.pricing.conftest import WINDOW
 
@@ -69,11 +69,12 @@ def traffic() -> list:
 
 
 def write(sink, events, pricer=None) -> None:
-    decoded = [DecodedEvent(e, MessageOrigin("t", 0, next(_offsets), e.project_id.encode()), None) for e in events]
-    rows = build_chunk_rows(
-        decoded, [], price=pricer or CatalogPricer(), window_seconds=WINDOW, ingested_at=W + timedelta(minutes=next(_offsets))
-    )
-    sink.write_chunk(rows)
+    """Each event its own message, through the worker's chunk processor."""
+    messages = [(e.model_dump_json().encode(), MessageOrigin("t", 0, next(_offsets), e.project_id.encode())) for e in events]
+    ChunkProcessor(
+        sink, WorkerMetrics(), window_seconds=WINDOW, max_future_skew=timedelta(days=3650), consumer_group="test",
+        retry=RetryPolicy(0.01, 0.05), price=(pricer or CatalogPricer()).price,
+    ).process(messages)
 
 
 def costs(sink) -> dict[str, str]:
@@ -82,8 +83,9 @@ def costs(sink) -> dict[str, str]:
 
 def project_windows(sink) -> dict[tuple[str, datetime], tuple]:
     rows = sink.query_rows(
-        "SELECT project_id, window_start, events, toString(cost_usd), unpriced_events "
-        "FROM usage.usage_windows FINAL WHERE grouping = 'project' ORDER BY project_id, window_start"
+        "SELECT project_id, window_start, sum(events), toString(sum(cost_usd)), sum(unpriced_events) "
+        "FROM usage.usage_windows FINAL WHERE grouping = 'project' GROUP BY project_id, window_start "
+        "ORDER BY project_id, window_start"
     )
     return {(p, start): (events, Decimal(cost), unpriced) for p, start, events, cost, unpriced in rows}
 
@@ -206,7 +208,7 @@ def test_windows_left_behind_by_an_interrupted_run_are_recomputed(stored):
     pricer = CatalogPricer(parse_price_overrides(PRICE_FILE))
     # An earlier run rewrote the events, then stopped before rewriting their windows.
     rows = stored.query_rows(reprice_page_sql("usage", SCOPE, None, 1_000))
-    changed, _ = reprice_rows(rows, pricer, ingested_at=datetime.now(UTC), summary=RepriceSummary(dry_run=False))
+    changed = reprice_rows(rows, pricer, generation=1, summary=RepriceSummary(dry_run=False))
     stored.client.insert("usage_events", changed, column_names=list(EVENT_COLUMNS), database="usage")
     assert project_windows(stored) != windows_from_events(stored)
 
@@ -216,25 +218,24 @@ def test_windows_left_behind_by_an_interrupted_run_are_recomputed(stored):
     assert project_windows(stored) == windows_from_events(stored)
 
 
-def test_a_store_created_before_migration_2_is_migrated_and_repriced(open_sink, monkeypatch):
-    # A store as the first release left it: migration 1 only, rows without price_detail.
-    first_only = migrations("usage")[:1]
-    monkeypatch.setattr(clickhouse, "migrations", lambda database: first_only)
-    old = open_sink("old")
-    old_columns = [c for c in EVENT_COLUMNS if c != "price_detail"]
-    decoded = [DecodedEvent(e, MessageOrigin("t", 0, i, b"globex"), None) for i, e in enumerate(traffic()[-2:])]
-    rows = build_chunk_rows(decoded, [], price=CatalogPricer(), window_seconds=WINDOW, ingested_at=W)
-    old.client.insert(
-        "usage_events", [[v for c, v in zip(EVENT_COLUMNS, r) if c != "price_detail"] for r in rows.event_rows],
-        column_names=old_columns, database="usage",
-    )
-    old.close()
-    monkeypatch.undo()
+def test_a_reprice_racing_a_worker_replay_keeps_the_new_price(stored):
+    # The worker replays an old message (its offsets were not committed) after a reprice:
+    # it rewrites that message's rows at generation 0, which lose to the reprice's.
+    pricer = CatalogPricer(parse_price_overrides(PRICE_FILE))
+    stored.reprice(SCOPE, pricer, dry_run=False)
+    after = (costs(stored), project_windows(stored))
+    ft = [e for e in traffic() if e.model == "ft:acme-support"][:1]
+    (offset,) = stored.query_rows(
+        "SELECT kafka_offset FROM usage.usage_events FINAL WHERE model = 'ft:acme-support' AND project_id = 'acme' "
+        "ORDER BY timestamp LIMIT 1"
+    )[0]
+    (value,) = stored.query_rows(
+        f"SELECT event_id FROM usage.usage_events FINAL WHERE kafka_offset = {offset}"
+    )[0]
+    replay = ft[0].model_copy(update={"event_id": value})
+    ChunkProcessor(
+        stored, WorkerMetrics(), window_seconds=WINDOW, max_future_skew=timedelta(days=3650), consumer_group="test",
+        price=CatalogPricer().price,  # a worker still on the old prices
+    ).process([(replay.model_dump_json().encode(), MessageOrigin("t", 0, offset, b"acme"))])
 
-    store = open_sink("old")
-
-    assert sorted(store.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,)]
-    assert store.query_rows("SELECT DISTINCT price_detail FROM usage.usage_events") == [("",)]
-    summary = store.reprice(SCOPE, CatalogPricer(parse_price_overrides(PRICE_FILE)), dry_run=False)
-    assert (summary.changed, summary.windows_recomputed) == (1, 1)
-    assert costs(store) == {"globex": "0.003"}
+    assert (costs(stored), project_windows(stored)) == after
