@@ -199,11 +199,12 @@ def test_late_events_are_billed_and_correct_their_closed_windows(pipeline: Pipel
         worker.wait_for_messages(sent)
         wait_until_billed(pipeline, worker, 3_000)
     assert_exact(pipeline, current + late)
-    # The closed windows hold exactly their events: recomputed, never incremented.
+    # The closed windows hold exactly their events: one contribution per message, never incremented twice.
     window_rows = read_store(
         pipeline.store_url,
-        f"SELECT project_id, window_start, events, input_tokens, cost_usd FROM {pipeline.database}.usage_windows FINAL "
-        f"WHERE grouping = 'project' AND window_start < fromUnixTimestamp({int((now - timedelta(hours=1)).timestamp())})",
+        f"SELECT project_id, window_start, sum(events), sum(input_tokens), sum(cost_usd) FROM {pipeline.database}.usage_windows FINAL "
+        f"WHERE grouping = 'project' AND window_start < fromUnixTimestamp({int((now - timedelta(hours=1)).timestamp())}) "
+        "GROUP BY project_id, window_start",
     )
     expected: dict[tuple, list] = {}
     costs = expected_report(late, "project")  # totals per project, to cross-check the sum of windows
