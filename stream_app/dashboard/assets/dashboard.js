@@ -248,10 +248,11 @@
     const container = document.querySelector(`.table[data-panel="top_${kind}"]`);
     if (panel.rows == null) return unavailable(container, panel);
     const keys = panel.columns.slice(0, panel.columns.indexOf("events"));
-    const shownKeys = kind === "projects" ? ["project_id"] : kind === "agents" ? ["project_id", "agent_name"] : kind === "sessions" ? ["session_id"] : ["provider", "model"];
+    const shownKeys = kind === "projects" ? ["project_id"] : kind === "agents" ? ["project_id", "agent_name"] : kind === "sessions" ? (state.project ? ["session_id"] : ["project_id", "session_id"]) : ["provider", "model"];
     const columns = [...shownKeys.filter((k) => keys.includes(k)), ...TOP_COLUMNS];
     const unpriced = new Set(unpricedRows.map((r) => `${r[0]}/${r[1]}`));
-    const rows = project(panel, columns).map((r) => (kind === "sessions" && r[0] === "" ? ["(no session)", ...r.slice(1)] : r));
+    const at = columns.indexOf("session_id");
+    const rows = project(panel, columns).map((r) => (at >= 0 && r[at] === "" ? r.map((v, i) => (i === at ? "(no session)" : v)) : r));
     table(container, columns, rows, kind === "models" ? (r) => (unpriced.has(`${r[0]}/${r[1]}`) ? "unpriced" : "") : null);
   }
 
