@@ -12,7 +12,9 @@ JSON object on stdout; progress goes to stderr.
   project's own per-message builders, exactly the rows the worker would have written;
   then `OPTIMIZE … FINAL`, as a store that has lived with its history would be merged.
 - profile: chunks of fresh messages through the worker's own `ChunkProcessor` on the
-  pre-loaded store, timing its steps (look-up, price+rows+windows, each table's insert).
+  pre-loaded store, timing its steps (look-up, price+rows+windows, each table's insert);
+  then the billing queries' SQL alone (`report_sql`, no HTTP, no JSON) and every dashboard
+  panel's SQL (`dashboard_queries.panels`), to tell the store's share of a request's time.
 """
 
 from __future__ import annotations
@@ -95,17 +97,74 @@ class _TimedClient:
         self._timings = timings
 
     def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             return self._client.insert(table, *args, **kwargs)
         finally:
             self._timings[f"insert {table}"].append(time.perf_counter() - started)
+            self._timings[f"insert {table} cpu"].append(time.process_time() - cpu)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
 
 def profile(args: dict[str, Any]) -> dict[str, Any]:
+    """Chunk steps (median seconds), then query SQL timings (ms), on the store."""
+    sink = _open(args["store"], args["window_seconds"])
+    try:
+        chunks = profile_chunks(sink, args) if args["chunks"] else {}
+        return {"chunk": chunks, "report_sql": profile_report_sql(sink, args), "panels": profile_panels(sink, args)}
+    finally:
+        sink.close()
+
+
+def _timed_ms(run: Any, requests: int) -> dict[str, float]:
+    """One cold run, then `requests` timed ones: p50, p99 and rows."""
+    rows = len(run())
+    samples = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return {"p50": samples[len(samples) // 2], "p99": samples[min(len(samples) - 1, round(0.99 * len(samples)) - 1)], "rows": rows}
+
+
+def profile_report_sql(sink: ClickHouseSink, args: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each billing query's SQL (what `/report` runs), without HTTP or JSON."""
+    from stream_app.core.times import parse_time
+    from stream_app.sink.queries import ReportQuery, parse_every, report_sql
+
+    out = {}
+    for name, params in args["billing_queries"]:
+        def run(params: dict[str, str] = params) -> list[tuple]:
+            query = ReportQuery(
+                group_by=params["group_by"],
+                since=parse_time(params["since"]) if "since" in params else None,
+                every=parse_every(params["every"], sink.window_seconds) if "every" in params else None,
+            )
+            return sink.query_rows(report_sql(DATABASE, query, sink.window_seconds))
+
+        out[name] = _timed_ms(run, args["sql_requests"])
+    return out
+
+
+def profile_panels(sink: ClickHouseSink, args: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """Every dashboard panel's SQL, per view (range and project), as the page runs them."""
+    from stream_app.sink.dashboard_queries import panels, resolve_filter
+
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for view, params in args["dashboard_views"]:
+        f = resolve_filter(params["range"], datetime.now(timezone.utc), sink.window_seconds, project=params.get("project"))
+        out[view] = {
+            panel.name: _timed_ms(lambda sql=panel.sql: sink.query_rows(sql), args["sql_requests"])
+            for panel in panels(DATABASE, f)
+            if panel.sql is not None
+        }
+    return out
+
+
+def profile_chunks(sink: ClickHouseSink, args: dict[str, Any]) -> dict[str, float]:
     """Chunks through the worker's ChunkProcessor on the store; median seconds per step."""
     import stream_app.worker.chunk as chunk_module
     from producers.batching import pack_batches
@@ -114,17 +173,17 @@ def profile(args: dict[str, Any]) -> dict[str, Any]:
     from stream_app.worker.metrics import WorkerMetrics
 
     window = args["window_seconds"]
-    sink = _open(args["store"], window)
     timings: dict[str, list[float]] = defaultdict(list)
-    real_lookup, real_build = sink.lookup, chunk_module.build_chunk_rows
+    real_client, real_lookup, real_build = sink._client, sink.lookup, chunk_module.build_chunk_rows
 
     def timed(name: str, function: Any) -> Any:
         def run(*a: Any, **k: Any) -> Any:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 return function(*a, **k)
             finally:
                 timings[name].append(time.perf_counter() - started)
+                timings[f"{name} cpu"].append(time.process_time() - cpu)
 
         return run
 
@@ -137,24 +196,31 @@ def profile(args: dict[str, Any]) -> dict[str, Any]:
             consumer_group="store-scaling-profile",
         )
         per_chunk = args["messages_per_chunk"] * args["events_per_message"]
+        # One more chunk than timed: the first loads the price catalog and warms caches.
         events = fresh_events(
-            args["chunks"] * per_chunk, now=datetime.now(timezone.utc), seed=424242, random_ids=args["random_ids"]
+            (args["chunks"] + 1) * per_chunk, now=datetime.now(timezone.utc), seed=424242, random_ids=args["random_ids"]
         )
         offset = 0
-        for c in range(args["chunks"]):
+        for c in range(args["chunks"] + 1):
             batches = pack_batches(events[c * per_chunk : (c + 1) * per_chunk], args["events_per_message"])
             messages = []
             for batch in batches:
                 messages.append((batch.payload, MessageOrigin("usage-profile", 0, offset, batch.key)))
                 offset += 1
-            started = time.perf_counter()
+            if c == 0:
+                processor.process(messages)
+                timings.clear()
+                continue
+            started, cpu = time.perf_counter(), time.process_time()
             outcome = processor.process(messages)
             timings["chunk"].append(time.perf_counter() - started)
+            timings["chunk cpu"].append(time.process_time() - cpu)
             timings["events"].append(outcome.rows.events)
         return {name: statistics.median(values) for name, values in timings.items()}
     finally:
         chunk_module.build_chunk_rows = real_build
-        sink.close()
+        sink._client = real_client  # noqa: SLF001
+        del sink.lookup  # the class's own again
 
 
 PHASES = {"preload": preload, "profile": profile}

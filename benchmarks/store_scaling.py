@@ -13,9 +13,11 @@ Then for each size, in a fresh embedded store (chdb:// in a temp dir):
    own per-message SQL builders (`benchmarks/store_phases.py preload`);
 2. a real `usage-pipeline worker` process drains the fresh topic (own consumer group):
    events/s after its first chunk, and per-chunk seconds from `/stats` (`last_chunk_seconds`);
-3. billing queries through the worker's `/report`, `--requests` each: p50/p99/max;
-4. the worker stopped, chunks of fresh messages through its ChunkProcessor in process,
-   timing look-up, price+rows+windows and each table's insert (where the time goes).
+3. billing queries through the worker's `/report`, `--requests` each: p50/p99/max; and
+   the dashboard's `/dashboard/data` (every panel of one page view in one request);
+4. the worker stopped, in process on the same store (`store_phases.py profile`): chunks of
+   fresh messages through its ChunkProcessor, timing look-up, price+rows+windows and each
+   table's insert; the billing queries' SQL alone; each dashboard panel's SQL alone.
 
 Uses KAFKA_BOOTSTRAP_SERVERS, or starts (and stops) a local broker. Prints a table per
 size, then the throughput ratio largest/empty (goal >= 0.9) and whether every billing
@@ -28,14 +30,13 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from store_history import iter_fresh_events  # noqa: E402
+from store_results import Latency, SizeResult, print_size, print_summary, size_label  # noqa: E402
 from worker_throughput import _bare_consume, _peak_rss_mb, _wait_first_chunk  # noqa: E402
 
 from producers import KafkaPublisher  # noqa: E402
@@ -50,8 +52,6 @@ from stream_app.settings import load_settings  # noqa: E402
 from stream_app.worker.process import WorkerProcess  # noqa: E402
 
 EVENTS_PER_MESSAGE = 500
-P99_GOAL_MS = 50.0
-THROUGHPUT_GOAL = 0.9
 PHASES = Path(__file__).resolve().parent / "store_phases.py"
 
 # (name, /report parameters): SPEC.md §4's billing questions.
@@ -61,6 +61,12 @@ BILLING_QUERIES: tuple[tuple[str, dict[str, str]], ...] = (
     ("last hour by session", {"group_by": "session", "since": "1h"}),
     ("30 days by hour", {"group_by": "project", "since": "30d", "every": "1h"}),
 )
+# (name, /dashboard/data parameters): the page as it opens, a month, and one project's day.
+DASHBOARD_VIEWS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("24h, all projects", {"range": "24h"}),
+    ("30d, all projects", {"range": "30d"}),
+    ("24h, acme-support", {"range": "24h", "project": "acme-support"}),
+)
 
 
 def parse_size(text: str) -> int:
@@ -68,40 +74,6 @@ def parse_size(text: str) -> int:
     text = text.strip()
     scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:].lower(), 1)
     return int(float(text[:-1] if scale > 1 else text) * scale)
-
-
-def size_label(events: int) -> str:
-    if events >= 1_000_000 and events % 100_000 == 0:
-        return f"{events / 1_000_000:g}M"
-    if events >= 1_000 and events % 1_000 == 0:
-        return f"{events // 1_000}k"
-    return str(events)
-
-
-@dataclass
-class Latency:
-    first_ms: float
-    samples_ms: list[float]
-    rows: int
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.samples_ms)
-        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-@dataclass
-class SizeResult:
-    events: int
-    preload: dict[str, Any]
-    throughput: float = 0.0
-    drained: int = 0
-    drain_seconds: float = 0.0
-    chunk_seconds: list[float] = field(default_factory=list)
-    chunk_events: list[int] = field(default_factory=list)
-    peak_rss_mb: float = 0.0
-    latencies: dict[str, Latency] = field(default_factory=dict)
-    reported_events: int = 0
-    profile: dict[str, float] = field(default_factory=dict)
 
 
 def main() -> int:
@@ -166,21 +138,23 @@ def main() -> int:
                 _drain(worker, messages, result, label)
                 _progress(f"size {label}: {args.requests} requests of each billing query through /report ...")
                 for name, params in BILLING_QUERIES:
-                    result.latencies[name] = _time_report(worker, params, args.requests)
+                    result.latencies[name] = _time_get(worker, "/report", params, args.requests)
+                for name, params in DASHBOARD_VIEWS:
+                    result.dashboard[name] = _time_get(worker, "/dashboard/data", params, max(10, args.requests // 5))
                 result.reported_events = sum(int(r["events"]) for r in worker.report("project"))
                 result.peak_rss_mb = _peak_rss_mb(worker.pid)
-            if args.profile_chunks:
-                _progress(f"size {label}: {args.profile_chunks} chunks through the ChunkProcessor in process ...")
-                result.profile = _run_phase(
-                    "profile",
-                    {**phase_args, "chunks": args.profile_chunks, "messages_per_chunk": settings.chunk_max_messages,
-                     "events_per_message": EVENTS_PER_MESSAGE},
-                )
+            _progress(f"size {label}: in process: {args.profile_chunks} chunks, then query and panel SQL ...")
+            result.profile = _run_phase(
+                "profile",
+                {**phase_args, "chunks": args.profile_chunks, "messages_per_chunk": settings.chunk_max_messages,
+                 "events_per_message": EVENTS_PER_MESSAGE, "billing_queries": BILLING_QUERIES,
+                 "dashboard_views": DASHBOARD_VIEWS, "sql_requests": max(10, args.requests // 2)},
+            )
             shutil.rmtree(store, ignore_errors=True)
             results.append(result)
-            _print_size(result, args.fresh_events)
+            print_size(result, args.fresh_events)
 
-        _print_summary(results, baseline, args)
+        print_summary(results, baseline, args.random_ids, args.fresh_events)
         return 0
     finally:
         if broker is not None:
@@ -213,6 +187,7 @@ def _run_phase(phase: str, args: dict[str, Any]) -> dict[str, Any]:
 def _drain(worker: WorkerProcess, messages: int, result: SizeResult, label: str) -> None:
     """Events/s from the first chunk to the last, and the seconds of each chunk seen alone."""
     first, first_events = _wait_first_chunk(worker)
+    cpu_first = _cpu_seconds(worker.pid)
     seen = {"chunks": 0, "events": first_events, "reported": time.monotonic()}
 
     def sample(stats: dict[str, Any]) -> None:
@@ -227,92 +202,30 @@ def _drain(worker: WorkerProcess, messages: int, result: SizeResult, label: str)
 
     stats = worker.wait_for_messages(messages, timeout=3600, interval=0.05, progress=sample)
     result.drain_seconds = time.perf_counter() - first
+    result.cpu_seconds = _cpu_seconds(worker.pid) - cpu_first
     result.drained = int(stats["events_accepted"]) - first_events
     result.throughput = result.drained / result.drain_seconds
 
 
-def _time_report(worker: WorkerProcess, params: dict[str, str], requests: int) -> Latency:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads (chDB's included): robust to a busy machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _time_get(worker: WorkerProcess, path: str, params: dict[str, str], requests: int) -> Latency:
     """One cold request, then `requests` timed ones (client side: HTTP, query and JSON)."""
     samples = []
     rows = 0
     for i in range(requests + 1):
         started = time.perf_counter()
-        answer = worker.get("/report", **params)
+        answer = worker.get(path, **params)
         elapsed = (time.perf_counter() - started) * 1000
         if i == 0:
-            first, rows = elapsed, len(answer)
+            first, rows = elapsed, len(answer) if isinstance(answer, list) else len(answer.get("panels", {}))
         else:
             samples.append(elapsed)
     return Latency(first, samples, rows)
-
-
-def _print_size(r: SizeResult, fresh: int) -> None:
-    shape = r.preload["shape"]
-    print()
-    print(f"=== {size_label(r.events)} stored events ({r.events:,}) ===")
-    seconds = r.preload["seconds"]
-    if seconds:
-        print("pre-load: " + ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items()))
-    print(
-        "store after pre-load: "
-        + ", ".join(f"{t} {v['rows']:,} rows in {v['parts']} parts" for t, v in shape.items())
-    )
-    print(
-        f"worker: {r.throughput:>9,.0f} events/s  ({r.drained:,} events after its first chunk, in {r.drain_seconds:.1f} s; "
-        f"peak RSS {r.peak_rss_mb:,.0f} MB)"
-    )
-    if r.chunk_seconds:
-        per_event = [s / max(e, 1) * 1e6 for s, e in zip(r.chunk_seconds, r.chunk_events)]
-        print(
-            f"per chunk (/stats last_chunk_seconds, {len(r.chunk_seconds)} chunks seen alone, "
-            f"median {statistics.median(r.chunk_events):,.0f} events): p50 {statistics.median(r.chunk_seconds):.3f} s, "
-            f"max {max(r.chunk_seconds):.3f} s, {statistics.median(per_event):.1f} us/event"
-        )
-    if r.profile:
-        p = r.profile
-        steps = [k for k in p if k not in ("chunk", "events")]
-        print(
-            f"in-process chunk of {p['events']:,.0f} events (median of chunks): total {p['chunk'] * 1000:,.0f} ms = "
-            + ", ".join(f"{k} {p[k] * 1000:,.0f} ms" for k in steps)
-            + f", decode+decide+rest {(p['chunk'] - sum(p[k] for k in steps if k.startswith(('look', 'price', 'insert')))) * 1000:,.0f} ms"
-        )
-    expected = r.events + fresh
-    check = "ok" if r.reported_events == expected else f"MISMATCH (expected {expected:,})"
-    print(f"report all-time total: {r.reported_events:,} events ({check})")
-    print(f"{'billing query (/report)':<24} {'rows':>6} {'cold ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
-    for name, lat in r.latencies.items():
-        print(
-            f"{name:<24} {lat.rows:>6} {lat.first_ms:>8.1f} {lat.percentile(0.5):>8.1f} "
-            f"{lat.percentile(0.99):>8.1f} {max(lat.samples_ms):>8.1f}"
-        )
-    sys.stdout.flush()
-
-
-def _print_summary(results: list[SizeResult], baseline: float, args: argparse.Namespace) -> None:
-    print()
-    print(f"=== summary ({'random UUIDv4' if args.random_ids else 'UUIDv7'} ids, {args.fresh_events:,} fresh events) ===")
-    print(f"baseline bare aiokafka + json.loads: {baseline:,.0f} events/s")
-    header = f"{'stored':>8} {'events/s':>10} {'chunk p50 s':>12}" + "".join(f" {n[:22] + ' p99':>26}" for n, _ in BILLING_QUERIES)
-    print(header)
-    for r in results:
-        chunk = f"{statistics.median(r.chunk_seconds):.3f}" if r.chunk_seconds else "-"
-        line = f"{size_label(r.events):>8} {r.throughput:>10,.0f} {chunk:>12}"
-        line += "".join(f" {r.latencies[n].percentile(0.99):>23.1f} ms" for n, _ in BILLING_QUERIES)
-        print(line)
-    base, largest = results[0], results[-1]
-    if len(results) > 1:
-        ratio = largest.throughput / base.throughput
-        verdict = "meets" if ratio >= THROUGHPUT_GOAL else "MISSES"
-        print(
-            f"throughput at {size_label(largest.events)} / at {size_label(base.events)}: {ratio:.2f} "
-            f"({verdict} the >= {THROUGHPUT_GOAL} goal)"
-        )
-    worst = max((lat.percentile(0.99), name, r.events) for r in results for name, lat in r.latencies.items())
-    under = all(lat.percentile(0.99) < P99_GOAL_MS for r in results for lat in r.latencies.values())
-    print(
-        f"every billing query p99 < {P99_GOAL_MS:.0f} ms at every size: {'yes' if under else 'NO'} "
-        f"(worst: {worst[1]} at {size_label(worst[2])}, {worst[0]:.1f} ms)"
-    )
 
 
 if __name__ == "__main__":
