@@ -2,13 +2,16 @@
 
     python benchmarks/emit_overhead.py [--calls 20000] [--events 100000] [--fake mock|http] [--profile]
 
-Every timed call runs while the background sender really publishes to Kafka (so GIL
-contention with it is included) and with the garbage collector ON: a collection pause
-that tracking's allocations cause is part of what a service pays. Each measurement is
-paired with its baseline in the same run, calls interleaved one by one, and the overhead
-printed as the difference of each percentile:
+Tracked calls are timed while the background sender really publishes their events to
+Kafka (so GIL contention with it is included), and with the garbage collector ON: a
+collection pause that tracking's allocations cause is part of what a service pays. Each
+measurement is paired with its baseline in the same run, in alternating blocks (the
+baseline block starts with the sender idle, so it does not absorb the sender's cost),
+and the overhead printed as the difference of each percentile:
 
-(a) a bare `track_llm_call` block (set_usage, event built and queued)  vs  an empty call
+(a) a bare `track_llm_call` block (set_usage, event built and queued)  vs  an empty call,
+    and vs pure-Python work of the block's median length: on a shared machine a call is
+    preempted in proportion to its length, which the equal-length baseline cancels out
 (b) an instrumented OpenAI client's `chat.completions.create`  vs  the same call on an
     uninstrumented client, both against a local fake API: `--fake mock` (default) answers
     in process through httpx's MockTransport with the bodies of
@@ -42,7 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from producers import configure_usage_tracking, emit, reset_usage_tracking, track_llm_call
+from producers import configure_usage_tracking, emit, flush_usage_tracking, reset_usage_tracking, track_llm_call
 from producers.spool import EventSpool
 from producers.transport import KafkaTransport
 from stream_app.demo.traffic import demo_events
@@ -98,10 +101,27 @@ def _run(bootstrap: str, args: argparse.Namespace, work: Path) -> None:
 
 def _measure_tracked_block(count: int, profile: bool) -> None:
     print("(a) bare track_llm_call block vs an empty call")
-    baseline, measured = _paired(lambda: None, _one_tracked_block, count)
+    baseline, measured = _paired(lambda: None, _one_tracked_block, count, block=5_000)
     _report_pair("empty call (baseline)", baseline, "track_llm_call block", measured)
+    same_length = _work_of_length(_percentiles(measured)[0])
+    baseline, measured = _paired(same_length, _one_tracked_block, count, block=5_000)
+    _report_pair("same-length work (baseline)", baseline, "track_llm_call block", measured)
     if profile:
         _profile(_one_tracked_block, count, "(a) track_llm_call block")
+
+
+def _work_of_length(median_us: float) -> Callable[[], None]:
+    """A pure-Python loop whose median duration is about `median_us`."""
+    rounds = [1]
+
+    def work() -> None:
+        total = 0
+        for number in range(rounds[0]):
+            total += number
+
+    while _percentiles(_timed_calls(work, 2_000))[0] < median_us:
+        rounds[0] = max(rounds[0] + 1, int(rounds[0] * 1.1))
+    return work
 
 
 def _one_tracked_block() -> None:
@@ -119,7 +139,7 @@ def _measure_openai_call(plain: Any, instrumented: Any, count: int, profile: boo
     def call_instrumented() -> None:
         instrumented.chat.completions.create(**request)
 
-    baseline, measured = _paired(call_plain, call_instrumented, count)
+    baseline, measured = _paired(call_plain, call_instrumented, count, block=500)
     _report_pair("uninstrumented call (baseline)", baseline, "instrumented call", measured)
     if profile:
         _profile(call_instrumented, min(count, 5_000), "(b) instrumented OpenAI call")
@@ -131,6 +151,8 @@ def _fake_openai_clients(fake: str) -> Iterator[tuple[Any, Any]]:
     import openai
 
     from producers import instrument_openai
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fakes live in the test tree
     from tests.unit.producers.provider_fakes import (
         FakeProviderServer,
         Reply,
@@ -161,22 +183,20 @@ def _fake_openai_clients(fake: str) -> Iterator[tuple[Any, Any]]:
                instrument_openai(openai.OpenAI(base_url=base, api_key="sk-bench", max_retries=0)))
 
 
-def _paired(baseline: Callable[[], None], measured: Callable[[], None], count: int) -> tuple[list[int], list[int]]:
-    """Time both calls `count` times each, alternating, after a warm-up; gc stays on."""
+def _paired(
+    baseline: Callable[[], None], measured: Callable[[], None], count: int, block: int
+) -> tuple[list[int], list[int]]:
+    """Time both calls `count` times each, in alternating blocks, after a warm-up; gc stays on."""
     for _ in range(min(count // 10, 1_000)):
         baseline()
         measured()
-    clock = time.perf_counter_ns
-    base = [0] * count
-    meas = [0] * count
-    for index in range(count):
-        begin = clock()
-        baseline()
-        middle = clock()
-        measured()
-        end = clock()
-        base[index] = middle - begin
-        meas[index] = end - middle
+    base: list[int] = []
+    meas: list[int] = []
+    for start in range(0, count, block):
+        size = min(block, count - start)
+        flush_usage_tracking(60)  # the sender settles what the last block queued: untimed
+        base.extend(_timed_calls(baseline, size, gc_off=False))
+        meas.extend(_timed_calls(measured, size, gc_off=False))
     return base, meas
 
 
@@ -226,10 +246,11 @@ def _measure_transport(bootstrap: str, topic: str, count: int, queue_max: int, w
     reset_usage_tracking(timeout=30)
 
 
-def _timed_calls(call: Callable[[], None], count: int) -> list[int]:
+def _timed_calls(call: Callable[[], None], count: int, gc_off: bool = True) -> list[int]:
     samples = [0] * count
     clock = time.perf_counter_ns
-    gc.disable()
+    if gc_off:
+        gc.disable()
     try:
         for index in range(count):
             begin = clock()

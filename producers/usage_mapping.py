@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from pydantic import BaseModel
+
 from producers.errors import MissingDependencyError
 from schemas import Usage
 
@@ -45,9 +47,31 @@ def field_of(obj: Any, name: str) -> Any:
     """`obj[name]` for mappings, `obj.name` for SDK objects; None when absent."""
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
+    kind = type(obj)
+    if kind is dict:
+        return obj.get(name)
+    is_model = _MODEL_TYPES.get(kind)
+    if is_model is None:
+        is_model = _MODEL_TYPES[kind] = isinstance(obj, BaseModel)
+    if is_model:
+        # The SDKs' objects are pydantic models. A field missing from one (a gateway's
+        # extra, a newer API's detail) costs ~5 µs through `getattr`, which builds an
+        # AttributeError message: look in the instance's fields and extras first.
+        values = obj.__dict__
+        if name in values:
+            return values[name]
+        extra = obj.__pydantic_extra__
+        if extra and name in extra:
+            return extra[name]
+        if not hasattr(kind, name):
+            return None
+    elif isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
+
+
+# Whether a type is a pydantic model, by type: `isinstance` against an ABC is slow.
+_MODEL_TYPES: dict[type, bool] = {}
 
 
 def path_of(obj: Any, *names: str) -> Any:

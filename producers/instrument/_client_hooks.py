@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from producers.instrument._round_trip import (
     Endpoint,
     RoundTrip,
@@ -122,10 +124,18 @@ def _track_result(trip: RoundTrip, result: Any, hide_usage_chunk: bool, hooks: C
         watch_sync_stream(result, StreamWatch(trip, trip.endpoint.stream_reader(hide_usage_chunk)))
     elif isinstance(result, hooks.async_stream_type):
         watch_async_stream(result, StreamWatch(trip, trip.endpoint.stream_reader(hide_usage_chunk)))
-    elif hasattr(result, "http_response") and hasattr(result, "parse"):
+    elif _is_raw_response(result):
         _track_raw_response(trip, result, hide_usage_chunk, hooks)
     else:
         trip.completed(result)
+
+
+def _is_raw_response(result: Any) -> bool:
+    # A parsed response is a pydantic model: asking it for an attribute it lacks costs
+    # microseconds (pydantic builds the AttributeError's message), so it is ruled out first.
+    if isinstance(result, BaseModel):
+        return False
+    return hasattr(result, "http_response") and hasattr(result, "parse")
 
 
 class _UnparsedRawResponse:

@@ -103,3 +103,23 @@ def test_the_null_transport_publishes_nothing_and_says_why() -> None:
     transport.emit(make_event())
 
     assert transport.flush() and transport.stats().publishing_disabled
+
+
+def test_drafts_of_tracked_calls_are_encoded_off_the_callers_thread_and_spooled_valid(tmp_path: Path) -> None:
+    from producers.call import CallRecord, TrackingDefaults, draft_event
+    from producers.usage_mapping import MappedUsage, build_usage
+
+    def drafted(number: int):
+        record = CallRecord(provider="openai", model="gpt-4o", operation=f"op-{number}")
+        record.apply_usage(MappedUsage(build_usage(input_tokens=number, output_tokens=1)))
+        return draft_event(record, TrackingDefaults(source="svc", project_id="proj"))
+
+    transport = unreachable(tmp_path, queue_max_events=30)
+    drafts = [drafted(n) for n in range(50)]  # 20 past the queue bound: spooled by the caller itself
+    for draft in drafts:
+        transport.emit(draft)
+    transport.close(timeout=3)
+
+    spooled = spooled_events(transport.spool)
+    assert sorted(e.event_id for e in spooled) == sorted(d.event_id for d in drafts)
+    assert {e.usage.input_tokens for e in spooled} == set(range(50))
