@@ -172,8 +172,13 @@ def catalog_cost(event: UsageTrackingEvent) -> Decimal:
 
 
 def expected_report(events: Iterable[UsageTrackingEvent], group_by: str) -> dict[tuple, dict[str, Any]]:
-    """Totals per group over distinct (project_id, event_id), computed without the pipeline."""
-    distinct = {(e.project_id, e.event_id): e for e in events}
+    """Totals per group over distinct (project_id, event_id), computed without the pipeline.
+
+    The first copy of a key (in the order given, which is the order sent) is the billed one.
+    """
+    distinct: dict[tuple[str, str], UsageTrackingEvent] = {}
+    for e in events:
+        distinct.setdefault((e.project_id, e.event_id), e)
     totals: dict[tuple, dict[str, Any]] = defaultdict(lambda: {"events": 0, "cost_usd": Decimal(0), **dict.fromkeys(TOKEN_FIELDS, 0)})
     for e in distinct.values():
         group = tuple(getattr(e, k) for k in KEYS[group_by])
