@@ -49,6 +49,7 @@ from stream_app.sink.schema import (
     MIGRATIONS_TABLE,
     STORE_INFO_TABLE,
     bootstrap_statements,
+    current_schema_statements,
     migrations,
     pending_migrations,
     quote_identifier,
@@ -234,21 +235,34 @@ class ClickHouseSink:
             for statement in bootstrap_statements(self.location.database):
                 self.client.command(statement)
             applied = [row[0] for row in self.client.query(f"SELECT version FROM {self.db}.{MIGRATIONS_TABLE} FINAL").result_rows]
-            done = []
-            for migration in pending_migrations(migrations(self.location.database), applied):
-                for statement in migration.statements:
+            pending = pending_migrations(migrations(self.location.database), applied)
+            if pending and not applied and not self._has_events_table():
+                # A new store: create the current layout at once. Nothing to upgrade, and
+                # several workers starting together only run idempotent CREATEs.
+                for statement in current_schema_statements(self.location.database):
                     self.client.command(statement)
-                if migration.apply is not None:
-                    migration.apply(self.client, self.location.database, self.window_seconds)
+            else:
+                for migration in pending:
+                    for statement in migration.statements:
+                        self.client.command(statement)
+                    if migration.apply is not None:
+                        migration.apply(self.client, self.location.database, self.window_seconds)
+                    log.info("applied ClickHouse migration %d: %s", migration.version, migration.description)
+            if pending:
                 self.client.insert(
                     MIGRATIONS_TABLE,
-                    [[migration.version, migration.description]],
+                    [[m.version, m.description] for m in pending],
                     column_names=["version", "description"],
                     database=self.location.database,
                 )
-                done.append(migration.version)
-                log.info("applied ClickHouse migration %d: %s", migration.version, migration.description)
-            return done
+            return [m.version for m in pending]
+
+    def _has_events_table(self) -> bool:
+        rows = self.client.query(
+            f"SELECT count() FROM system.tables WHERE database = {quote_string(self.location.database)} "
+            "AND name = 'usage_events'"
+        ).result_rows
+        return bool(rows and rows[0][0])
 
     def _agree_on_window_size(self) -> None:
         """Every writer of a store must use one window size, or a replay would count twice."""

@@ -107,19 +107,7 @@ ORDER BY (project_id, event_id)""",
     version DateTime64(9, 'UTC')
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (project_id, grouping, agent_name, session_id, window_start)""",
-                f"""CREATE TABLE IF NOT EXISTS {db}.usage_rejections (
-    kafka_topic LowCardinality(String),
-    kafka_partition UInt32,
-    kafka_offset UInt64,
-    batch_index Int32,
-    reason LowCardinality(String),
-    detail String,
-    event_id String,
-    project_id String,
-    raw String,
-    rejected_at DateTime64(6, 'UTC')
-) ENGINE = ReplacingMergeTree(rejected_at)
-ORDER BY (kafka_topic, kafka_partition, kafka_offset, batch_index)""",
+                rejections_table_sql(database),
             ),
         ),
         Migration(
@@ -254,6 +242,34 @@ def store_info_table_sql(database: str) -> str:
     value String
 ) ENGINE = ReplacingMergeTree
 ORDER BY name"""
+
+
+def rejections_table_sql(database: str) -> str:
+    """Every dead letter, keyed by where it came from (a replay rewrites the same row)."""
+    return f"""CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.usage_rejections (
+    kafka_topic LowCardinality(String),
+    kafka_partition UInt32,
+    kafka_offset UInt64,
+    batch_index Int32,
+    reason LowCardinality(String),
+    detail String,
+    event_id String,
+    project_id String,
+    raw String,
+    rejected_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(rejected_at)
+ORDER BY (kafka_topic, kafka_partition, kafka_offset, batch_index)"""
+
+
+def current_schema_statements(database: str) -> tuple[str, ...]:
+    """The whole current layout, for a store that has nothing yet (no data to move)."""
+    return (
+        events_table_sql(database),
+        windows_table_sql(database),
+        tool_windows_table_sql(database),
+        store_info_table_sql(database),
+        rejections_table_sql(database),
+    )
 
 
 def rejections_ttl_sql(database: str, days: int) -> str:

@@ -73,7 +73,7 @@ def upgrade_to_message_windows(client: Any, database: str, window_seconds: int) 
     new_count = _count(client, f"SELECT count() FROM {db}.usage_events FINAL")
     if new_count != old_count:
         raise SinkError(f"upgrade copied {new_count} of {old_count} events; {OLD_EVENTS} is kept, run again")
-    client.command(f"DROP TABLE {db}.{OLD_EVENTS}")
+    client.command(f"DROP TABLE IF EXISTS {db}.{OLD_EVENTS}")
     if old_count:
         log.warning("store upgraded: %d events, windows rebuilt per source message", new_count)
 

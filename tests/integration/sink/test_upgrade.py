@@ -74,6 +74,7 @@ def test_a_first_release_store_upgrades_in_place_with_exact_totals(open_sink, mo
     # The first release's schema: its two migrations, and no store_info table.
     monkeypatch.setattr(clickhouse, "migrations", lambda database: migrations(database)[:2])
     monkeypatch.setattr(clickhouse.ClickHouseSink, "_agree_on_window_size", lambda self: None)
+    monkeypatch.setattr(clickhouse.ClickHouseSink, "_has_events_table", lambda self: True)  # migrate step by step
     old = open_sink("old")
     rows = first_release_rows(events)
     old.client.insert("usage_events", rows, column_names=list(OLD_COLUMNS), database="usage")
