@@ -98,6 +98,38 @@ class EncodingStage:
             except ValidationError as exc:
                 self._invalid(draft, exc)
 
+    def decode_lines(self, lines: Sequence[bytes], where: str) -> tuple[list[EncodedEvent], int]:
+        """Spooled lines checked against the model, in slices; (events as written, unreadable count).
+
+        Replayed with the very bytes first written. Only a torn last line of a crashed
+        writer should ever be unreadable: it is logged and skipped.
+        """
+        decoded: list[EncodedEvent] = []
+        unreadable = 0
+        clock = time.perf_counter
+        slice_ends = clock() + self._slice
+        for start in range(0, len(lines), CHECK_CHUNK_EVENTS):
+            chunk = lines[start : start + CHECK_CHUNK_EVENTS]
+            try:
+                events = _LIST_VALIDATOR.validate_json(b"[" + b",".join(chunk) + b"]")
+            except ValidationError:
+                events = []
+            if len(events) == len(chunk):
+                decoded.extend(EncodedEvent(e.project_id, e.event_id, line) for e, line in zip(events, chunk))
+            else:
+                for number, line in enumerate(chunk, start=start + 1):
+                    try:
+                        event = _VALIDATOR.validate_json(line)
+                    except ValidationError as exc:
+                        unreadable += 1
+                        log.error("spooled event %d of %s is not an event, skipped: %s", number, where, exc)
+                        continue
+                    decoded.append(EncodedEvent(event.project_id, event.event_id, line))
+            if clock() > slice_ends:
+                self.hand_over()
+                slice_ends = clock() + self._slice
+        return decoded, unreadable
+
     def hand_over(self) -> None:
         """Let other threads run: sleep briefly, which releases the GIL."""
         time.sleep(self._handoff)

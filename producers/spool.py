@@ -167,6 +167,11 @@ class EventSpool:
                     log.error("spool segment %s line %d is not an event, skipped: %s", segment.path, number, exc)
         return SegmentContents(events, unreadable)
 
+    def read_lines(self, segment: ClaimedSegment) -> list[bytes]:
+        """The non-blank lines of a claimed segment, as written (checked by the reader)."""
+        with open(segment.path, "rb") as handle:
+            return [line.rstrip(b"\n") for line in handle if line.strip()]
+
     def delivered(self, segment: ClaimedSegment) -> None:
         """The segment's events were acknowledged: delete it and free its space."""
         with self._lock:

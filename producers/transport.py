@@ -401,13 +401,13 @@ class KafkaTransport:
         if segment is None:
             self._spool_may_hold_events = False
             return False
-        contents = self.spool.read(segment)
+        events, unreadable = self._encoding.decode_lines(self.spool.read_lines(segment), str(segment.path))
         with self._state_lock:
-            self._unreadable += contents.unreadable_lines
-        if not contents.events:
+            self._unreadable += unreadable
+        if not events:
             self.spool.delivered(segment)
             return True
-        self._start_publish(publisher, self._encoding.encode(contents.events), segment=segment)
+        self._start_publish(publisher, events, segment=segment)
         await self._wait_inflight()
         return True
 

@@ -139,3 +139,20 @@ def test_a_transport_of_the_callers_own_still_gets_events(tmp_path: Path) -> Non
     tracked_call()
 
     assert len(own.received) == 1 and isinstance(own.received[0], UsageTrackingEvent)
+
+
+def test_spooled_lines_replay_as_written_and_a_torn_line_is_skipped_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stage = EncodingStage()
+    written = stage.encode([drafted(f"op-{n}") for n in range(CHECK_CHUNK_EVENTS + 3)])
+    lines = [event.json for event in written]
+    lines.insert(4, lines[4][:37])  # a crashed writer's torn line, in the middle of a chunk
+
+    with caplog.at_level(logging.ERROR, logger="producers.transport"):
+        decoded, unreadable = stage.decode_lines(lines, "seg-1.jsonl")
+
+    assert unreadable == 1 and "event 5 of seg-1.jsonl" in caplog.text
+    assert [(e.project_id, e.event_id, e.json) for e in decoded] == [
+        (e.project_id, e.event_id, e.json) for e in written
+    ]
