@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from producers.context import UsageContext, current_usage_context
 from producers.event_ids import new_event_id
 from producers.usage_mapping import ZERO_USAGE, MappedUsage
-from producers.wire import EMPTY_OBJECT_JSON, EventDraft, materialize, object_json
+from producers.wire import EMPTY_OBJECT_JSON, EventDraft, draft_tool, materialize, object_json
 from schemas import ToolCall, Usage, UsageTrackingEvent
 from schemas.event import (
     MAX_NAME_CHARS,
@@ -146,8 +146,13 @@ def draft_event(record: CallRecord, defaults: TrackingDefaults) -> EventDraft:
         "stream" if record.method == "stream" else "generate",
         _name(record.provider) or UNKNOWN,
         _name(record.model) or UNKNOWN,
-        usage,
-        tuple(tool_calls),
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+        usage.total_tokens,
+        tuple([draft_tool(tool) for tool in tool_calls]) if tool_calls else (),
         _name(record.finish_reason),
         record.duration_ms,
         error[:MAX_TEXT_CHARS] if error else None,

@@ -45,7 +45,7 @@ class EncodingStage:
         self.invalid = 0
         self._last_invalid_log = 0.0
 
-    def encode(self, items: Sequence[EventDraft | UsageTrackingEvent]) -> list[EncodedEvent]:
+    def encode(self, items: Sequence[EventDraft | tuple[Any, ...] | UsageTrackingEvent]) -> list[EncodedEvent]:
         """Every item encoded, in order; drafts checked against the model (see `encode_one`)."""
         encoded: list[EncodedEvent] = []
         clock = time.perf_counter
@@ -68,7 +68,7 @@ class EncodingStage:
                 slice_ends = clock() + self._slice
         return encoded
 
-    def encode_one(self, item: EventDraft | UsageTrackingEvent) -> EncodedEvent:
+    def encode_one(self, item: EventDraft | tuple[Any, ...] | UsageTrackingEvent) -> EncodedEvent:
         """One item's wire bytes. A draft that fails the model is still sent, and logged.
 
         Drafts are valid by construction (tests prove it over generated calls); should a

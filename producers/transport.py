@@ -189,7 +189,7 @@ class KafkaTransport:
 
     def _reset_runtime_state(self) -> None:
         # deque.append and len are atomic under the GIL: the caller's fast path needs no lock.
-        self._queue: collections.deque[UsageTrackingEvent | EventDraft | _FlushMarker] = collections.deque()
+        self._queue: collections.deque[UsageTrackingEvent | tuple[Any, ...] | _FlushMarker] = collections.deque()
         self._encoding = EncodingStage()
         self._start_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -228,7 +228,8 @@ class KafkaTransport:
         if self._closed or len(self._queue) >= self._queue_max:
             self._spool_from_caller(event)
             return
-        self._queue.append(event)
+        # A draft goes in as a plain tuple: the GC stops tracking it (see producers.wire).
+        self._queue.append(tuple(event) if isinstance(event, EventDraft) else event)
         if self._thread is None:
             self._start_sender()
 
@@ -350,8 +351,8 @@ class KafkaTransport:
             await self._stop_publisher()
             await asyncio.gather(*self._stopping_publishers, return_exceptions=True)
 
-    def _drain(self) -> tuple[list[UsageTrackingEvent | EventDraft], list[_FlushMarker]]:
-        events: list[UsageTrackingEvent | EventDraft] = []
+    def _drain(self) -> tuple[list[UsageTrackingEvent | tuple[Any, ...]], list[_FlushMarker]]:
+        events: list[UsageTrackingEvent | tuple[Any, ...]] = []
         markers: list[_FlushMarker] = []
         queue = self._queue
         while queue and len(events) < self._max_per_publish:

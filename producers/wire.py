@@ -2,7 +2,9 @@
 
 The caller's thread only snapshots what it knows into an `EventDraft` (names already cut
 to the schema's limits, free-form objects already JSON text): a few microseconds, no
-pydantic, no system call. The background sender turns drafts into wire bytes with
+pydantic, no system call. A draft holds only strings, numbers and tuples of them, so
+the queue can hand it on as a plain tuple that the garbage collector stops tracking:
+thousands of queued events then add nothing to a collection pause. The background sender turns drafts into wire bytes with
 `encode_draft` — the same bytes `UsageTrackingEvent.model_dump_json()` gives for the
 event (tests/unit/producers/test_wire.py checks both, over generated calls) — and checks
 them against the model, the schema of record, off the caller's path.
@@ -18,14 +20,18 @@ from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
-from schemas import ToolCall, Usage, UsageTrackingEvent
+from schemas import ToolCall, UsageTrackingEvent
 from schemas.event import MAX_NAME_CHARS, MAX_OBJECT_JSON_BYTES
 
 EMPTY_OBJECT_JSON = "{}"
 
 
 class EventDraft(NamedTuple):
-    """Everything an event says, frozen when its call was reported; values already bounded."""
+    """Everything an event says, frozen when its call was reported; values already bounded.
+
+    Fields are in wire order; `encode_draft` reads them by position, so a plain tuple
+    of the same values (what the transport queues) encodes the same.
+    """
 
     event_id: str
     finished_ns: int
@@ -38,8 +44,13 @@ class EventDraft(NamedTuple):
     method: str
     provider: str
     model: str
-    usage: Usage
-    tool_calls: tuple[ToolCall, ...]
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    total_tokens: int | None
+    tool_calls: tuple[tuple[str, float | None, str | None], ...]  # (name, duration_ms, error)
     finish_reason: str | None
     duration_ms: float | None
     error: str | None
@@ -62,7 +73,7 @@ class EncodedEvent:
         return cls(event.project_id, event.event_id, event.model_dump_json().encode())
 
 
-def encode_draft(draft: EventDraft) -> EncodedEvent:
+def encode_draft(draft: EventDraft | tuple[Any, ...]) -> EncodedEvent:
     """The draft's wire JSON: compact UTF-8, fields in schema order, like pydantic's."""
     text = _draft_json(draft)
     try:
@@ -70,10 +81,15 @@ def encode_draft(draft: EventDraft) -> EncodedEvent:
     except UnicodeEncodeError:
         # A lone surrogate (from a caller's string) cannot be UTF-8: escape it as \\udXXX.
         data = json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=True).encode()
-    return EncodedEvent(draft.project_id, draft.event_id, data)
+    return EncodedEvent(draft[_PROJECT_ID], draft[_EVENT_ID], data)
 
 
-def materialize(draft: EventDraft) -> UsageTrackingEvent:
+def draft_tool(tool: ToolCall) -> tuple[str, float | None, str | None]:
+    """A tool call as a draft holds it."""
+    return (tool.name, tool.duration_ms, tool.error)
+
+
+def materialize(draft: EventDraft | tuple[Any, ...]) -> UsageTrackingEvent:
     """The draft as a validated `UsageTrackingEvent` (for handlers and listeners)."""
     return UsageTrackingEvent.model_validate_json(encode_draft(draft).json)
 
@@ -109,44 +125,47 @@ def format_timestamp(finished_ns: int) -> str:
     return f"{whole}.{micros:06d}Z" if micros else f"{whole}Z"
 
 
-def _draft_json(d: EventDraft) -> str:
+_EVENT_ID, _PROJECT_ID = EventDraft._fields.index("event_id"), EventDraft._fields.index("project_id")
+
+
+def _draft_json(draft: EventDraft | tuple[Any, ...]) -> str:
+    (event_id, finished_ns, source, project_id, agent_name, session_id, handoff_chain, operation, method,
+     provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+     total_tokens, tool_calls, finish_reason, duration_ms, error, provider_cost, provider_metadata_json,
+     context_json) = draft
     s = encode_basestring
-    usage = d.usage
     parts = [
-        '{"schema_version":1,"event_id":', s(d.event_id),
-        ',"timestamp":"', format_timestamp(d.finished_ns),
-        '","source":', s(d.source),
-        ',"project_id":', s(d.project_id),
-        ',"agent_name":', s(d.agent_name),
-        ',"session_id":', _optional(d.session_id),
-        ',"handoff_chain":[', ",".join(map(s, d.handoff_chain)),
-        '],"operation":', _optional(d.operation),
-        ',"method":', s(d.method),
-        ',"provider":', s(d.provider),
-        ',"model":', s(d.model),
-        ',"usage":{"input_tokens":', str(usage.input_tokens),
-        ',"output_tokens":', str(usage.output_tokens),
-        ',"cache_read_tokens":', str(usage.cache_read_tokens),
-        ',"cache_write_tokens":', str(usage.cache_write_tokens),
-        ',"reasoning_tokens":', str(usage.reasoning_tokens),
-        ',"total_tokens":', "null" if usage.total_tokens is None else str(usage.total_tokens),
-        '},"tool_calls":[', ",".join(map(_tool_json, d.tool_calls)),
-        '],"finish_reason":', _optional(d.finish_reason),
-        ',"duration_ms":', _number(d.duration_ms),
-        ',"error":', _optional(d.error),
-        ',"provider_cost":', "null" if d.provider_cost is None else f'"{d.provider_cost:f}"',
-        ',"provider_metadata":', d.provider_metadata_json,
-        ',"context":', d.context_json,
+        '{"schema_version":1,"event_id":', s(event_id),
+        ',"timestamp":"', format_timestamp(finished_ns),
+        '","source":', s(source),
+        ',"project_id":', s(project_id),
+        ',"agent_name":', s(agent_name),
+        ',"session_id":', _optional(session_id),
+        ',"handoff_chain":[', ",".join(map(s, handoff_chain)),
+        '],"operation":', _optional(operation),
+        ',"method":', s(method),
+        ',"provider":', s(provider),
+        ',"model":', s(model),
+        ',"usage":{"input_tokens":', str(input_tokens),
+        ',"output_tokens":', str(output_tokens),
+        ',"cache_read_tokens":', str(cache_read_tokens),
+        ',"cache_write_tokens":', str(cache_write_tokens),
+        ',"reasoning_tokens":', str(reasoning_tokens),
+        ',"total_tokens":', "null" if total_tokens is None else str(total_tokens),
+        '},"tool_calls":[', ",".join([_tool_json(*tool) for tool in tool_calls]),
+        '],"finish_reason":', _optional(finish_reason),
+        ',"duration_ms":', _number(duration_ms),
+        ',"error":', _optional(error),
+        ',"provider_cost":', "null" if provider_cost is None else f'"{provider_cost:f}"',
+        ',"provider_metadata":', provider_metadata_json,
+        ',"context":', context_json,
         "}",
     ]
     return "".join(parts)
 
 
-def _tool_json(tool: ToolCall) -> str:
-    return (
-        f'{{"name":{encode_basestring(tool.name)},"duration_ms":{_number(tool.duration_ms)},'
-        f'"error":{_optional(tool.error)}}}'
-    )
+def _tool_json(name: str, duration_ms: float | None, error: str | None) -> str:
+    return f'{{"name":{encode_basestring(name)},"duration_ms":{_number(duration_ms)},"error":{_optional(error)}}}'
 
 
 def _optional(text: str | None) -> str:

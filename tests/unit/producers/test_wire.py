@@ -23,7 +23,7 @@ from producers.call import CallRecord, TrackingDefaults, draft_event, tool_call
 from producers.context import usage_context
 from producers.usage_mapping import MappedUsage, build_usage
 from producers.wire import EventDraft, encode_draft, format_timestamp, materialize, object_json
-from schemas import JSON_SCHEMA_PATH, UsageTrackingEvent
+from schemas import JSON_SCHEMA_PATH, ToolCall, Usage, UsageTrackingEvent
 from schemas.event import MAX_NAME_CHARS, MAX_OBJECT_JSON_BYTES, MAX_TOOL_CALLS
 
 SCHEMA = jsonschema.Draft202012Validator(json.loads(JSON_SCHEMA_PATH.read_text(encoding="utf-8")))
@@ -46,8 +46,10 @@ def reference_event(draft: EventDraft) -> UsageTrackingEvent:
         method=draft.method,
         provider=draft.provider,
         model=draft.model,
-        usage=draft.usage,
-        tool_calls=list(draft.tool_calls),
+        usage=Usage(input_tokens=draft.input_tokens, output_tokens=draft.output_tokens,
+                    cache_read_tokens=draft.cache_read_tokens, cache_write_tokens=draft.cache_write_tokens,
+                    reasoning_tokens=draft.reasoning_tokens, total_tokens=draft.total_tokens),
+        tool_calls=[ToolCall(name=name, duration_ms=duration, error=error) for name, duration, error in draft.tool_calls],
         finish_reason=draft.finish_reason,
         duration_ms=draft.duration_ms,
         error=draft.error,
@@ -70,6 +72,7 @@ def assert_same_as_pydantic(draft: EventDraft) -> None:
     without_objects = draft._replace(provider_metadata_json="{}", context_json="{}")
     assert encode_draft(without_objects).json == reference_event(without_objects).model_dump_json().encode()
     assert (encoded.project_id, encoded.event_id) == (draft.project_id, draft.event_id)
+    assert encode_draft(tuple(draft)) == encoded  # as the transport queues it
     SCHEMA.validate(json.loads(encoded.json))
 
 
@@ -170,6 +173,18 @@ def test_a_lone_surrogate_is_escaped_not_fatal() -> None:
 
     assert json.loads(encoded.json)["operation"] == "bad \ud800 text"
     assert b"\\ud800" in encoded.json
+
+
+def test_a_queued_draft_is_left_alone_by_the_garbage_collector() -> None:
+    import gc
+
+    with usage_context(project_id="acme", agent_name="router"), usage_context(agent_name="triage"):
+        queued = tuple(draft_event(typical_record(), DEFAULTS))
+    for _ in range(3):  # a pass lets go of the innermost tuples (tools), the next of what holds them
+        gc.collect()
+
+    # Only strings, numbers and tuples of them: nothing a collection would need to visit.
+    assert not gc.is_tracked(queued)
 
 
 def test_objects_are_snapshotted_when_the_call_is_reported() -> None:
