@@ -12,7 +12,6 @@ crash, or a second worker racing on a rebalance) *is* the billed copy, not a dup
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from schemas import UsageTrackingEvent
+from stream_app.core.billable import BillableEvent, as_billable, compact_json, digest
 from stream_app.core.decode import DecodedEvent
 from stream_app.core.windows import Source
 
@@ -53,9 +53,8 @@ CONTENT_FIELDS: tuple[str, ...] = (
 )
 
 
-def compact_json(value: object) -> str:
-    """The one JSON spelling used for stored free-form fields (and compared on)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+# Fields stored as JSON text: compared by what the JSON says, not by how it is spelled.
+_JSON_FIELDS = frozenset({"tool_calls", "provider_metadata", "context"})
 
 
 def utc_text(moment: datetime) -> str:
@@ -74,8 +73,9 @@ def decimal_text(value: Decimal | None) -> str | None:
     return "0" if text in ("", "-0") else text
 
 
-def content_of(event: UsageTrackingEvent) -> tuple:
-    """An event's `CONTENT_FIELDS` values, spelled as they are stored and compared."""
+def content_of(event: BillableEvent | UsageTrackingEvent) -> tuple:
+    """An event's `CONTENT_FIELDS` values, as they are stored (JSON fields as their text)."""
+    event = as_billable(event)
     u = event.usage
     return (
         utc_text(event.timestamp),
@@ -92,13 +92,13 @@ def content_of(event: UsageTrackingEvent) -> tuple:
         u.cache_read_tokens,
         u.cache_write_tokens,
         u.reasoning_tokens,
-        compact_json([t.model_dump(mode="json") for t in event.tool_calls]),
+        event.tool_calls_json,
         event.finish_reason or "",
         None if event.duration_ms is None else float(event.duration_ms),
         event.error,
         decimal_text(event.provider_cost),
-        compact_json(event.provider_metadata),
-        compact_json(event.context),
+        event.provider_metadata_json,
+        event.context_json,
     )
 
 
@@ -130,14 +130,22 @@ def content_from_stored(values: Mapping[str, Any]) -> tuple:
 
 
 def fingerprint(content: tuple) -> int:
-    """A 64-bit digest of a content tuple: equal content, equal fingerprint, in any process."""
-    text = json.dumps(content, ensure_ascii=True, separators=(",", ":"), default=str)
-    return int.from_bytes(hashlib.blake2b(text.encode("ascii"), digest_size=8).digest(), "big")
+    """A 64-bit digest of a content tuple, the same in any process (tests compare copies by it)."""
+    return digest(json.dumps(content, ensure_ascii=True, separators=(",", ":"), default=str).encode("ascii"))
 
 
 def differing_fields(a: tuple, b: tuple) -> list[str]:
-    """Names of the content fields whose values differ."""
-    return [name for name, x, y in zip(CONTENT_FIELDS, a, b, strict=True) if x != y]
+    """Names of the content fields whose values differ (JSON fields by what they say)."""
+    return [name for name, x, y in zip(CONTENT_FIELDS, a, b, strict=True) if x != y and not _same_json(name, x, y)]
+
+
+def _same_json(name: str, x: Any, y: Any) -> bool:
+    if name not in _JSON_FIELDS:
+        return False
+    try:
+        return json.loads(x) == json.loads(y)
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,25 +157,21 @@ class StoredCopy:
     fingerprint: int
 
 
-@dataclass(frozen=True, slots=True)
 class Copy:
-    """One copy of an event in the chunk, with its content fingerprint."""
+    """One copy of an event in the chunk: its key, its message and position, its fingerprint."""
 
-    item: DecodedEvent
-    fingerprint: int
+    __slots__ = ("item", "fingerprint", "key", "source", "batch_index")
 
-    @property
-    def key(self) -> EventKey:
-        return (self.item.event.project_id, self.item.event.event_id)
+    def __init__(self, item: DecodedEvent, fingerprint: int) -> None:
+        o = item.origin
+        self.item = item
+        self.fingerprint = fingerprint
+        self.key: EventKey = (item.event.project_id, item.event.event_id)
+        self.source = Source(o.topic, o.partition, o.offset)
+        self.batch_index = -1 if item.index is None else item.index
 
-    @property
-    def source(self) -> Source:
-        o = self.item.origin
-        return Source(o.topic, o.partition, o.offset)
-
-    @property
-    def batch_index(self) -> int:
-        return -1 if self.item.index is None else self.item.index
+    def __repr__(self) -> str:
+        return f"Copy({self.key!r} from {self.source!r} #{self.batch_index})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +196,13 @@ class CountingDecision:
 
 
 def copies_of(decoded: Iterable[DecodedEvent]) -> list[Copy]:
-    """Each decoded event with its fingerprint, in log order (offset, then batch index)."""
-    copies = [Copy(item, fingerprint(content_of(item.event))) for item in decoded]
-    copies.sort(key=lambda c: (c.source.topic, c.source.partition, c.source.offset, c.batch_index))
+    """Each decoded event (as a `BillableEvent`) with its fingerprint, in log order (offset, batch index)."""
+    copies = []
+    for item in decoded:
+        if not isinstance(item.event, BillableEvent):
+            item = DecodedEvent(as_billable(item.event), item.origin, item.index)
+        copies.append(Copy(item, item.event.fingerprint))
+    copies.sort(key=lambda c: (c.source, c.batch_index))
     return copies
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from schemas import UsageTrackingEvent
-from stream_app.core.counting import Copy, compact_json
+from stream_app.core.billable import BillableEvent
+from stream_app.core.counting import Copy
 from stream_app.core.decode import Rejection
 from stream_app.core.pricing import PriceStatus, PricedCost, stored_cost
-from stream_app.core.windows import WINDOW_TOTAL_FIELDS, Counted, WindowAggregator
+from stream_app.core.windows import WINDOW_TOTAL_FIELDS, WindowAggregator
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -143,7 +143,7 @@ def build_chunk_rows(
     accepted: Sequence[Copy],
     rejections: Sequence[Rejection],
     *,
-    price: Callable[[UsageTrackingEvent], PricedCost],
+    price: Callable[[BillableEvent], PricedCost],
     window_seconds: int,
     ingested_at: datetime,
     generation: int = 0,
@@ -156,7 +156,7 @@ def build_chunk_rows(
         cost = stored_cost(priced.cost_usd)
         is_priced = priced.status == PriceStatus.PRICED
         rows.unpriced_events += not is_priced
-        start = aggregator.add(Counted.of_event(copy.item.event), cost, is_priced, copy.source)
+        start = aggregator.add_event(copy.item.event, cost, is_priced, copy.source)
         rows.event_rows.append(event_row(copy, priced, start, ingested_at, generation))
     rows.window_rows = window_rows(aggregator, generation)
     rows.tool_rows = tool_rows(aggregator, generation)
@@ -175,15 +175,14 @@ def tombstone_rows(
     """
     aggregator = WindowAggregator(window_seconds)
     for copy in copies:
-        aggregator.add(Counted.of_event(copy.item.event), ZERO_COST, True, copy.source)
+        aggregator.add_event(copy.item.event, ZERO_COST, True, copy.source)
     rows = ChunkRows()
     empty = (0,) * len(WINDOW_TOTAL_FIELDS)
     rows.window_rows = [
-        (*key[:6], key.window_start, window_seconds, *source, *empty, TOMBSTONE_VERSION)
-        for key, source in aggregator.windows
+        (*key[:7], window_seconds, *key[7], *empty, TOMBSTONE_VERSION) for key, _totals in aggregator.window_cells()
     ]
     rows.tool_rows = [
-        (*key, window_seconds, *source, 0, 0, [], TOMBSTONE_VERSION) for key, source in aggregator.tools
+        (*key[:4], window_seconds, *key[4], 0, 0, [], TOMBSTONE_VERSION) for key, _cell in aggregator.tool_cells()
     ]
     rows.rejections = list(rejections)
     rows.rejection_rows = [rejection_row(r, rejected_at) for r in rejections]
@@ -193,19 +192,13 @@ def tombstone_rows(
 def window_rows(aggregator: WindowAggregator, version: int) -> list[tuple]:
     """The aggregator's window totals as `WINDOW_COLUMNS` rows."""
     seconds = aggregator.window_seconds
-    return [
-        (*key[:6], key.window_start, seconds, *source, *totals.values(), version)
-        for (key, source), totals in aggregator.windows.items()
-    ]
+    return [(*key[:7], seconds, *key[7], *totals, version) for key, totals in aggregator.window_cells()]
 
 
 def tool_rows(aggregator: WindowAggregator, version: int) -> list[tuple]:
     """The aggregator's tool totals as `TOOL_COLUMNS` rows."""
     seconds = aggregator.window_seconds
-    return [
-        (*key, seconds, *source, t.calls, t.errors, t.durations_ms, version)
-        for (key, source), t in aggregator.tools.items()
-    ]
+    return [(*key[:4], seconds, *key[4], calls, errors, durations, version) for key, (calls, errors, durations) in aggregator.tool_cells()]
 
 
 def event_row(copy: Copy, priced: PricedCost, start: datetime, ingested_at: datetime, generation: int) -> tuple:
@@ -232,14 +225,14 @@ def event_row(copy: Copy, priced: PricedCost, start: datetime, ingested_at: date
         u.cache_write_tokens,
         u.reasoning_tokens,
         len(e.tool_calls),
-        compact_json([t.model_dump(mode="json") for t in e.tool_calls]),
+        e.tool_calls_json,
         e.finish_reason or "",
         e.duration_ms,
         e.error,
         *pricing_values(priced),
         e.provider_cost,
-        compact_json(e.provider_metadata),
-        compact_json(e.context),
+        e.provider_metadata_json,
+        e.context_json,
         item.origin.topic,
         item.origin.partition,
         item.origin.offset,

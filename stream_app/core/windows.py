@@ -184,32 +184,93 @@ class WindowAggregator:
 
     `add` each accepted event once with its stored cost; `windows` and `tools` then
     hold what the sink writes. Memory is bounded by the chunk, not by how many
-    sessions or agents exist overall.
+    sessions or agents exist overall. On the hot path: plain tuples and lists inside,
+    one window-start computation per distinct second.
     """
 
     def __init__(self, window_seconds: int) -> None:
         if window_seconds < 1:
             raise ValueError("window_seconds must be at least 1")
         self.window_seconds = window_seconds
-        self.windows: dict[tuple[WindowKey, Source], WindowTotals] = {}
-        self.tools: dict[tuple[ToolKey, Source], ToolTotals] = {}
+        # (grouping, project, agent, session, provider, model, start, source) -> WINDOW_TOTAL_FIELDS values
+        self._cells: dict[tuple, list] = {}
+        # (project, agent, tool, start, source) -> [calls, errors, durations]
+        self._tool_cells: dict[tuple, list] = {}
+        self._starts: dict[int, datetime] = {}
 
     def add(self, c: Counted, cost: Decimal, priced: bool, source: Source) -> datetime:
         """Count one accepted event; returns its window start."""
-        start = window_start(c.timestamp, self.window_seconds)
-        windows = self.windows
-        for key in window_keys(c, start):
-            totals = windows.get((key, source))
-            if totals is None:
-                totals = windows[(key, source)] = WindowTotals()
-            totals.add(c, cost, priced)
-        for name, error, duration_ms in c.tools:
-            tool_key = (ToolKey(c.project_id, c.agent_name, name, start), source)
-            tool = self.tools.get(tool_key)
+        return self._add(
+            c.project_id, c.agent_name, c.session_id, c.provider, c.model, c.timestamp,
+            (1, c.input_tokens, c.output_tokens, c.cache_read_tokens, c.cache_write_tokens, c.reasoning_tokens,
+             cost, 0 if priced else 1, 1 if c.failed else 0, len(c.tools)),
+            c.tools, source,
+        )
+
+    def add_event(self, e: object, cost: Decimal, priced: bool, source: Source) -> datetime:
+        """`add` for an event object (`BillableEvent` or the pydantic model), without a `Counted`."""
+        u = e.usage  # type: ignore[attr-defined]
+        tools = e.tool_calls  # type: ignore[attr-defined]
+        return self._add(
+            e.project_id, e.agent_name, e.session_id or "", e.provider, e.model, e.timestamp,  # type: ignore[attr-defined]
+            (1, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens,
+             cost, 0 if priced else 1, 0 if e.error is None else 1, len(tools)),  # type: ignore[attr-defined]
+            [(t.name, t.error, t.duration_ms) for t in tools] if tools else (), source,
+        )
+
+    def _add(self, project, agent, session, provider, model, timestamp, values, tools, source) -> datetime:
+        second = int(timestamp.timestamp() // 1)
+        start = self._starts.get(second)
+        if start is None:
+            start = self._starts[second] = window_start(timestamp, self.window_seconds)
+        cells = self._cells
+        for key in (
+            (Grouping.PROJECT, project, "", "", "", "", start, source),
+            (Grouping.AGENT, project, agent, "", "", "", start, source),
+            (Grouping.SESSION, project, "", session, "", "", start, source),
+            (Grouping.MODEL, project, "", "", provider, model, start, source),
+        ):
+            acc = cells.get(key)
+            if acc is None:
+                cells[key] = list(values)
+            else:  # unrolled: this runs four times per event
+                acc[0] += 1
+                acc[1] += values[1]
+                acc[2] += values[2]
+                acc[3] += values[3]
+                acc[4] += values[4]
+                acc[5] += values[5]
+                acc[6] += values[6]
+                acc[7] += values[7]
+                acc[8] += values[8]
+                acc[9] += values[9]
+        for name, error, duration_ms in tools:
+            tool_key = (project, agent, name, start, source)
+            tool = self._tool_cells.get(tool_key)
             if tool is None:
-                tool = self.tools[tool_key] = ToolTotals()
-            tool.add(error, duration_ms)
+                tool = self._tool_cells[tool_key] = [0, 0, []]
+            tool[0] += 1
+            tool[1] += error is not None
+            if duration_ms is not None:
+                tool[2].append(float(duration_ms))
         return start
+
+    def window_cells(self) -> Iterable[tuple[tuple, list]]:
+        """((grouping, project, agent, session, provider, model, start, source), totals) pairs."""
+        return self._cells.items()
+
+    def tool_cells(self) -> Iterable[tuple[tuple, list]]:
+        """((project, agent, tool, start, source), [calls, errors, durations]) pairs."""
+        return self._tool_cells.items()
+
+    @property
+    def windows(self) -> dict[tuple[WindowKey, Source], WindowTotals]:
+        """The totals by (window key, source message)."""
+        return {(WindowKey(*k[:7]), k[7]): WindowTotals(*v) for k, v in self._cells.items()}
+
+    @property
+    def tools(self) -> dict[tuple[ToolKey, Source], ToolTotals]:
+        return {(ToolKey(*k[:4]), k[4]): ToolTotals(v[0], v[1], list(v[2])) for k, v in self._tool_cells.items()}
 
     def totals_by_window(self) -> dict[WindowKey, WindowTotals]:
         """Each window's total over all its sources (what a billing query returns)."""

@@ -34,8 +34,9 @@ from stream_app.core.counting import (
     differing_fields,
 )
 from stream_app.core.dead_letter import dead_letter_record
-from stream_app.core.decode import MessageOrigin, RejectReason, Rejection, decode_message, original_event_bytes
-from schemas import UsageTrackingEvent
+from stream_app.core.decode import MessageOrigin, RejectReason, Rejection, original_event_bytes
+from stream_app.core.fast_decode import decode_billable_message
+from stream_app.core.billable import BillableEvent
 from stream_app.core.pricing import PricedCost, price_event
 from stream_app.core.rows import ChunkRows, build_chunk_rows, tombstone_rows
 from stream_app.core.windows import Source
@@ -88,7 +89,7 @@ class ChunkProcessor:
         retry: RetryPolicy | None = None,
         stop: threading.Event | None = None,
         decode_options: dict | None = None,
-        price: Callable[[UsageTrackingEvent], PricedCost] = price_event,
+        price: Callable[[BillableEvent], PricedCost] = price_event,
     ) -> None:
         self.sink = sink
         self.metrics = metrics
@@ -107,7 +108,9 @@ class ChunkProcessor:
         chunk = _Chunk([], [])
         decoded = []
         for value, origin in messages:
-            result = decode_message(value, origin, now=now, max_future_skew=self.max_future_skew, **self.decode_options)
+            result = decode_billable_message(
+                value, origin, now=now, max_future_skew=self.max_future_skew, **self.decode_options
+            )
             decoded.extend(result.events)
             chunk.rejections.extend(result.rejections)
             if result.events:

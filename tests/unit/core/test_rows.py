@@ -6,7 +6,8 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from stream_app.core.counting import content_of, copies_of, decide, fingerprint
+from stream_app.core.billable import as_billable
+from stream_app.core.counting import copies_of, decide
 from stream_app.core.decode import DecodedEvent, MessageOrigin, Rejection
 from stream_app.core.pricing import PricedCost
 from stream_app.core.rows import (
@@ -131,7 +132,7 @@ def test_event_row_values():
         "kafka_partition": 2,
         "kafka_offset": 77,
         "batch_index": -1,
-        "fingerprint": fingerprint(content_of(event)),
+        "fingerprint": as_billable(event).fingerprint,
         "price_generation": 0,
         "ingested_at": INGESTED,
     }

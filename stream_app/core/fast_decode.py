@@ -1,0 +1,329 @@
+"""The worker's hot path: decode and validate a whole message in one call (msgspec).
+
+pydantic (`schemas/event.py`) stays the schema of record; this module accepts exactly
+what it accepts, with the same values, proven by a differential property test
+(tests/unit/core/test_fast_decode.py). It never rejects anything itself: a message or an
+event it is not sure about goes to `stream_app.core.decode` (the pydantic path), which
+names what is wrong with the same reason codes the rest of the pipeline uses. Only the
+common case, a well-formed batch, takes the fast road: one `decode` call for the whole
+array, a few checks per event that msgspec cannot express, and free-form JSON kept as
+it arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from schemas.event import (
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    MAX_HANDOFF_CHAIN,
+    MAX_ID_CHARS,
+    MAX_NAME_CHARS,
+    MAX_OBJECT_JSON_BYTES,
+    MAX_TEXT_CHARS,
+    MAX_TOKENS,
+    MAX_TOOL_CALLS,
+    MAX_TOOL_ERROR_CHARS,
+    _bounded_object,
+    _parse_decimal_string,
+)
+from stream_app.core.billable import BillableEvent, BillableToolCall, BillableUsage, as_billable, digest
+from stream_app.core.decode import (
+    DEFAULT_DENIED_CONTEXT_KEYS,
+    MAX_BATCH_EVENTS,
+    DecodedEvent,
+    DecodeResult,
+    MessageOrigin,
+    Rejection,
+    _denied_context_path,
+    _free_form_problem,
+    _key_text,
+    _message_rejection,
+    decode_item,
+    decode_message,
+)
+
+_Tokens = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
+_Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+
+
+class _WireUsage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
+    input_tokens: _Tokens
+    output_tokens: _Tokens
+    cache_read_tokens: _Tokens = 0
+    cache_write_tokens: _Tokens = 0
+    reasoning_tokens: _Tokens = 0
+    total_tokens: _Tokens | None = None
+
+
+class _WireToolCall(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
+    name: _Name
+    duration_ms: Annotated[float, Meta(ge=0)] | None = None
+    error: Annotated[str, Meta(max_length=MAX_TOOL_ERROR_CHARS)] | None = None
+
+
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    schema_version: Literal[1]
+    event_id: Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS)]
+    timestamp: str
+    source: _Name
+    project_id: _Name
+    agent_name: _Name
+    session_id: _Name | None = None
+    handoff_chain: Annotated[list[_Name], Meta(max_length=MAX_HANDOFF_CHAIN)] = []
+    operation: _Name | None = None
+    method: Literal["generate", "stream"]
+    provider: _Name
+    model: _Name
+    usage: _WireUsage
+    tool_calls: Annotated[list[_WireToolCall], Meta(max_length=MAX_TOOL_CALLS)] = []
+    finish_reason: _Name | None = None
+    duration_ms: Annotated[float, Meta(ge=0)] | None = None
+    error: Annotated[str, Meta(max_length=MAX_TEXT_CHARS)] | None = None
+    provider_cost: str | None = None
+    provider_metadata: msgspec.Raw = msgspec.Raw(b"{}")
+    context: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_BATCH = msgspec.json.Decoder(list[_WireEvent])
+_SINGLE = msgspec.json.Decoder(_WireEvent)
+_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
+_ENCODER = msgspec.json.Encoder()
+_ANY = msgspec.json.Decoder()
+
+# The one timestamp spelling taken fast; any other (which pydantic may still accept) goes
+# the slow way rather than risk reading it differently.
+_RFC3339 = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
+_EMPTY_OBJECT = b"{}"
+
+
+class _Checks:
+    """What every event of a message is checked against, beyond its own fields."""
+
+    __slots__ = ("now", "max_future_skew", "denied", "denied_text", "expected_project")
+
+    def __init__(self, now: datetime, max_future_skew: timedelta, denied: frozenset[str], expected_project: str | None):
+        self.now = now
+        self.max_future_skew = max_future_skew
+        self.denied = denied
+        self.denied_text = _denied_text(denied)
+        self.expected_project = expected_project
+
+
+_DENIED_TEXT: dict[frozenset[str], re.Pattern[bytes] | None] = {}
+
+
+def _denied_text(denied: frozenset[str]) -> re.Pattern[bytes] | None:
+    """One pattern finding any denied key's text anywhere (cached per deny-list)."""
+    if denied not in _DENIED_TEXT:
+        _DENIED_TEXT[denied] = re.compile(b"|".join(re.escape(k.encode()) for k in sorted(denied))) if denied else None
+    return _DENIED_TEXT[denied]
+
+
+def decode_billable_message(
+    value: bytes | None,
+    origin: MessageOrigin,
+    *,
+    now: datetime,
+    max_future_skew: timedelta,
+    denied_context_keys: frozenset[str] = DEFAULT_DENIED_CONTEXT_KEYS,
+) -> DecodeResult:
+    """Like `decode_message`, with `BillableEvent`s; whole batches at once where they are valid."""
+    raw = value or b""
+    checks = _Checks(now, max_future_skew, denied_context_keys, _key_text(origin.key))
+    fast = None if _message_rejection(raw, origin) is not None else _fast_message(raw, origin, checks)
+    if fast is not None:
+        return fast
+    slow = decode_message(raw, origin, now=now, max_future_skew=max_future_skew, denied_context_keys=denied_context_keys)
+    return DecodeResult([DecodedEvent(as_billable(d.event), d.origin, d.index) for d in slow.events], slow.rejections)
+
+
+def _fast_message(raw: bytes, origin: MessageOrigin, checks: _Checks) -> DecodeResult | None:
+    """The message decoded the fast way, or None to let the pydantic path say what is wrong."""
+    head = raw.lstrip()[:1]
+    if head == b"{":
+        try:
+            wire = _SINGLE.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        event = _accept(wire, checks)
+        return None if event is None else DecodeResult([DecodedEvent(event, origin, None)], [])
+    if head != b"[":
+        return None
+    try:
+        batch: list[Any] = _BATCH.decode(raw)
+    except msgspec.ValidationError:
+        batch = []  # one element is off: look at each on its own
+    except msgspec.DecodeError:
+        return None
+    else:
+        if not 0 < len(batch) <= MAX_BATCH_EVENTS:
+            return None
+    elements: list[msgspec.Raw] | None = None
+    if not batch:
+        try:
+            elements = _ELEMENTS.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        if not 0 < len(elements) <= MAX_BATCH_EVENTS:
+            return None
+        batch = [_element(e) for e in elements]
+    events: list[DecodedEvent] = []
+    rejections: list[Rejection] = []
+    for index, wire in enumerate(batch):
+        event = _accept(wire, checks) if wire is not None else None
+        if event is not None:
+            events.append(DecodedEvent(event, origin, index))
+            continue
+        if elements is None:
+            elements = _ELEMENTS.decode(raw)
+        outcome = _slow_element(bytes(elements[index]), origin, index, checks)
+        (rejections if isinstance(outcome, Rejection) else events).append(outcome)
+    return DecodeResult(events, rejections)
+
+
+def _element(raw: msgspec.Raw) -> _WireEvent | None:
+    try:
+        return _SINGLE.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _slow_element(raw: bytes, origin: MessageOrigin, index: int, checks: _Checks) -> DecodedEvent | Rejection:
+    """One element through the pydantic path, which names what is wrong with it."""
+    try:
+        item = json.loads(raw)
+    except (ValueError, RecursionError):
+        item = None  # decode_item reports it as not an event
+    outcome = decode_item(
+        item,
+        origin=origin,
+        index=index,
+        raw=raw,
+        now=checks.now,
+        max_future_skew=checks.max_future_skew,
+        expected_project=checks.expected_project,
+        denied_context_keys=checks.denied,
+    )
+    if isinstance(outcome, Rejection):
+        return outcome
+    return DecodedEvent(as_billable(outcome.event, raw), origin, index)
+
+
+def _accept(w: _WireEvent, checks: _Checks) -> BillableEvent | None:
+    """The event if every rule holds; None when anything is off (the slow path decides)."""
+    timestamp = _timestamp(w.timestamp)
+    if timestamp is None or timestamp - checks.now > checks.max_future_skew:
+        return None
+    if checks.expected_project is not None and w.project_id != checks.expected_project:
+        return None
+    u = w.usage
+    if u.cache_read_tokens + u.cache_write_tokens > u.input_tokens or u.reasoning_tokens > u.output_tokens:
+        return None
+    if u.total_tokens is not None and u.total_tokens != u.input_tokens + u.output_tokens:
+        return None
+    if w.duration_ms is not None and not math.isfinite(w.duration_ms):
+        return None
+    for t in w.tool_calls:
+        if t.duration_ms is not None and not math.isfinite(t.duration_ms):
+            return None
+    provider_cost = None
+    if w.provider_cost is not None:
+        try:
+            provider_cost = _parse_decimal_string(w.provider_cost)
+        except ValueError:
+            return None
+    if not (_plainly_fine(w.context, checks) and _plainly_fine(w.provider_metadata, checks)):
+        context = _free_form(w.context)
+        metadata = _free_form(w.provider_metadata)
+        if context is None or metadata is None:
+            return None
+        item = {"context": context, "provider_metadata": metadata}
+        if _free_form_problem(item) is not None or _denied_context_path(item, checks.denied) is not None:
+            return None
+        try:
+            _bounded_object(context, "context")
+            _bounded_object(metadata, "provider_metadata")
+        except ValueError:
+            return None
+    tools = tuple(BillableToolCall(t.name, t.duration_ms, t.error) for t in w.tool_calls)
+    return BillableEvent(
+        event_id=w.event_id,
+        project_id=w.project_id,
+        timestamp=timestamp,
+        source=w.source,
+        agent_name=w.agent_name,
+        session_id=w.session_id,
+        handoff_chain=w.handoff_chain,
+        operation=w.operation,
+        method=w.method,
+        provider=w.provider,
+        model=w.model,
+        usage=BillableUsage(u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens),
+        tool_calls=tools,
+        finish_reason=w.finish_reason,
+        duration_ms=w.duration_ms,
+        error=w.error,
+        provider_cost=provider_cost,
+        tool_calls_json=_ENCODER.encode(w.tool_calls).decode() if tools else "[]",
+        provider_metadata_json=bytes(w.provider_metadata).decode(),
+        context_json=bytes(w.context).decode(),
+        fingerprint=digest(_ENCODER.encode(w)),
+    )
+
+
+def _timestamp(text: str) -> datetime | None:
+    encoded = text.encode()
+    if not _RFC3339.fullmatch(encoded):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if EARLIEST_TIMESTAMP <= moment < LATEST_TIMESTAMP else None
+
+
+# Short enough that its compact JSON cannot outgrow the bound (a number re-spelled grows
+# at most a few times), shallow enough that nesting cannot be too deep.
+_PLAIN_BYTES = MAX_OBJECT_JSON_BYTES // 8
+_PLAIN_DEPTH = 32
+_BIG_EXPONENT = re.compile(rb"[0-9][eE][+-]?[0-9]{3}|[0-9]{300}")
+
+
+def _plainly_fine(raw: msgspec.Raw, checks: _Checks) -> bool:
+    """True when a free-form object needs none of the slow checks (the common case).
+
+    A small object without escapes (no lone surrogates), without three-digit exponents
+    (no float overflow), not nested deeply, and without a denied key's text anywhere.
+    Anything else is parsed and checked exactly.
+    """
+    data = bytes(raw)
+    if data == _EMPTY_OBJECT:
+        return True
+    if len(data) > _PLAIN_BYTES or not data.startswith(b"{") or b"\\" in data:
+        return False
+    if data.count(b"{") + data.count(b"[") > _PLAIN_DEPTH or _BIG_EXPONENT.search(data):
+        return False
+    return checks.denied_text is None or checks.denied_text.search(data) is None
+
+
+def _free_form(raw: msgspec.Raw) -> dict[str, Any] | None:
+    """A free-form object parsed for its checks ({} when empty), or None if it is not one."""
+    data = bytes(raw)
+    if data == _EMPTY_OBJECT:
+        return {}
+    if len(data) > MAX_OBJECT_JSON_BYTES or not data.startswith(b"{"):
+        return None  # maybe too large, maybe not an object: the slow path measures exactly
+    try:
+        value = _ANY.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return value if isinstance(value, dict) else None
