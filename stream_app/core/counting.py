@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from schemas import UsageTrackingEvent
-from stream_app.core.billable import BillableEvent, as_billable, compact_json, digest
+from stream_app.core.billable import BillableEvent, as_billable, digest
 from stream_app.core.decode import DecodedEvent
 from stream_app.core.windows import Source
 

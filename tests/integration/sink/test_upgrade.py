@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from stream_app.core.counting import compact_json
+from stream_app.core.billable import compact_json
 from stream_app.sink import clickhouse
 from stream_app.sink.queries import ReportQuery
 from stream_app.sink.schema import migrations

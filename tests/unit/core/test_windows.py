@@ -133,7 +133,7 @@ def test_aggregator_counts_tools_with_every_duration_kept():
 
 def test_counted_from_a_stored_row_equals_counted_from_the_event():
     event = make_event(tool_calls=[{"name": "search", "duration_ms": 12.5, "error": "x"}], error=None)
-    from stream_app.core.counting import compact_json
+    from stream_app.core.billable import compact_json
 
     stored = {
         "project_id": event.project_id, "agent_name": event.agent_name, "session_id": event.session_id or "",
