@@ -163,6 +163,8 @@ class Copy:
     __slots__ = ("item", "fingerprint", "key", "source", "batch_index")
 
     def __init__(self, item: DecodedEvent, fingerprint: int) -> None:
+        if not isinstance(item.event, BillableEvent):  # a validated model (tests, tools): the core's form
+            item = DecodedEvent(as_billable(item.event), item.origin, item.index)
         o = item.origin
         self.item = item
         self.fingerprint = fingerprint
@@ -199,9 +201,9 @@ def copies_of(decoded: Iterable[DecodedEvent]) -> list[Copy]:
     """Each decoded event (as a `BillableEvent`) with its fingerprint, in log order (offset, batch index)."""
     copies = []
     for item in decoded:
-        if not isinstance(item.event, BillableEvent):
-            item = DecodedEvent(as_billable(item.event), item.origin, item.index)
-        copies.append(Copy(item, item.event.fingerprint))
+        copy = Copy(item, 0)
+        copy.fingerprint = copy.item.event.fingerprint
+        copies.append(copy)
     copies.sort(key=lambda c: (c.source, c.batch_index))
     return copies
 

@@ -56,7 +56,9 @@ def create_app(settings: PipelineSettings, bootstrap: str, sink: ClickHouseSink)
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
-        stream_buffer_maxsize=max(4096, settings.chunk_max_messages * 2),
+        # Two chunks of messages at most wait in memory (each message ≤ 4 MiB, typically a few
+        # hundred KB): while ClickHouse is down the buffer stays small instead of 4,096 deep.
+        stream_buffer_maxsize=settings.chunk_max_messages * 2,
     )
     metrics = WorkerMetrics()
     # Set on SIGTERM/SIGINT (stream_app/cli/worker_cmd.py): a chunk whose write keeps
