@@ -142,7 +142,7 @@ def _measure_openai_call(plain: Any, instrumented: Any, count: int, profile: boo
     baseline, measured = _paired(call_plain, call_instrumented, count, block=500)
     _report_pair("uninstrumented call (baseline)", baseline, "instrumented call", measured)
     if profile:
-        _profile(call_instrumented, min(count, 5_000), "(b) instrumented OpenAI call")
+        _profile(call_instrumented, min(count, 5_000), "(b) instrumented OpenAI call", only="producers/|urandom")
 
 
 @contextmanager
@@ -208,16 +208,18 @@ def _report_pair(base_label: str, base: list[int], label: str, measured: list[in
           f"   p99.9 {m[2] - b[2]:8.2f} µs   mean {statistics.fmean(measured) / 1000 - statistics.fmean(base) / 1000:6.2f} µs\n")
 
 
-def _profile(call: Callable[[], None], count: int, label: str) -> None:
+def _profile(call: Callable[[], None], count: int, label: str, only: str = "") -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(count):
         call()
     profiler.disable()
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(14)
+    stats = pstats.Stats(profiler, stream=out).sort_stats("tottime")
+    stats.print_stats(*([only] if only else []), 14)
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
-    print(f"profile of {label} ({count:,} calls; cProfile inflates small functions):")
+    scope = f", functions matching {only!r}" if only else ""
+    print(f"profile of {label} ({count:,} calls{scope}; cProfile inflates small functions):")
     for line in lines[lines.index(next(l for l in lines if "ncalls" in l)):]:
         print("   " + line.replace(str(Path.cwd()) + "/", ""))
     print()

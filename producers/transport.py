@@ -4,8 +4,8 @@
 no I/O, no wake-up on the caller's thread (a few hundred nanoseconds; see
 benchmarks/emit_overhead.py). It takes a tracked call's `EventDraft` as well as a
 `UsageTrackingEvent`. A background thread runs an asyncio loop that drains the queue
-every `linger_seconds`, encodes the events and checks them against the model in short
-slices that leave the GIL to the service's threads (`producers.sender_encoding`), packs
+every `linger_seconds`, encodes the events (spot-checking drafts against the model) in
+short slices that leave the GIL to the service's threads (`producers.sender_encoding`), packs
 them into per-project batches (`producers.batching`, via `KafkaPublisher`: idempotent
 producer, acks=all) and waits for the broker's acknowledgement.
 

@@ -5,9 +5,9 @@ to the schema's limits, free-form objects already JSON text): a few microseconds
 pydantic, no system call. A draft holds only strings, numbers and tuples of them, so
 the queue can hand it on as a plain tuple that the garbage collector stops tracking:
 thousands of queued events then add nothing to a collection pause. The background sender turns drafts into wire bytes with
-`encode_draft` — the same bytes `UsageTrackingEvent.model_dump_json()` gives for the
-event (tests/unit/producers/test_wire.py checks both, over generated calls) — and checks
-them against the model, the schema of record, off the caller's path.
+`encode_draft` — the bytes `UsageTrackingEvent.model_dump_json()` gives for the event
+(tests/unit/producers/test_wire.py checks it over generated calls, against the model and
+the shipped JSON Schema) — off the caller's path.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from producers.call import CallRecord, TrackingDefaults, draft_event
 from producers.collectors import listening
 from producers.llm_call import track_llm_call
 from producers.response import UsageCollector
-from producers.sender_encoding import CHECK_CHUNK_EVENTS, EncodingStage
+from producers.sender_encoding import CHECK_EVERY, CHUNK_EVENTS, EncodingStage
 from producers.transport import NullTransport
 from producers.usage_mapping import MappedUsage, build_usage
 from producers.wire import EventDraft
@@ -31,7 +31,7 @@ def drafted(operation: str) -> EventDraft:
 
 
 def test_drafts_and_events_come_out_encoded_in_their_order() -> None:
-    items: list[EventDraft | UsageTrackingEvent] = [drafted(f"op-{n}") for n in range(3 * CHECK_CHUNK_EVENTS)]
+    items: list[EventDraft | UsageTrackingEvent] = [drafted(f"op-{n}") for n in range(3 * CHUNK_EVENTS)]
     items.insert(5, make_event(event_id="from-emit"))
     items.append(make_event(event_id="last"))
 
@@ -48,15 +48,15 @@ def test_long_work_is_cut_into_slices_that_hand_the_gil_over() -> None:
     handovers = []
     stage.hand_over = lambda: handovers.append(1)  # type: ignore[method-assign]
 
-    stage.encode([drafted("x") for _ in range(4 * CHECK_CHUNK_EVENTS)])
+    stage.encode([drafted("x") for _ in range(4 * CHUNK_EVENTS)])
 
     assert len(handovers) == 4  # after every chunk, since each took longer than the (zero) slice
 
 
-def test_a_draft_that_fails_the_model_is_still_published_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    good = [drafted("ok") for _ in range(CHECK_CHUNK_EVENTS - 1)]
+def test_a_draft_that_fails_the_spot_check_is_still_published_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    good = [drafted("ok") for _ in range(CHUNK_EVENTS - 1)]
     bad = drafted("bad")._replace(project_id="")  # what a bug in the SDK could produce
-    stage = EncodingStage()
+    stage = EncodingStage(check_every=1)
 
     with caplog.at_level(logging.ERROR, logger="producers.transport"):
         encoded = stage.encode([*good, bad])
@@ -64,6 +64,15 @@ def test_a_draft_that_fails_the_model_is_still_published_and_logged(caplog: pyte
     assert [e.event_id for e in encoded] == [d.event_id for d in [*good, bad]]
     assert stage.invalid == 1
     assert bad.event_id in caplog.text and "dead-letters" in caplog.text
+
+
+def test_by_default_one_draft_in_check_every_is_spot_checked() -> None:
+    bad = drafted("bad")._replace(project_id="")
+    stage = EncodingStage()
+
+    stage.encode([bad] * (3 * CHECK_EVERY))
+
+    assert stage.invalid == 3
 
 
 class DraftTransport(NullTransport):
@@ -145,7 +154,7 @@ def test_spooled_lines_replay_as_written_and_a_torn_line_is_skipped_and_counted(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     stage = EncodingStage()
-    written = stage.encode([drafted(f"op-{n}") for n in range(CHECK_CHUNK_EVENTS + 3)])
+    written = stage.encode([drafted(f"op-{n}") for n in range(CHUNK_EVENTS + 3)])
     lines = [event.json for event in written]
     lines.insert(4, lines[4][:37])  # a crashed writer's torn line, in the middle of a chunk
 
