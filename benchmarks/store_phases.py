@@ -113,7 +113,10 @@ def profile(args: dict[str, Any]) -> dict[str, Any]:
     sink = _open(args["store"], args["window_seconds"])
     try:
         chunks = profile_chunks(sink, args) if args["chunks"] else {}
-        return {"chunk": chunks, "report_sql": profile_report_sql(sink, args), "panels": profile_panels(sink, args)}
+        shape = store_shape(sink)
+        return {
+            "chunk": chunks, "shape": shape, "report_sql": profile_report_sql(sink, args), "panels": profile_panels(sink, args),
+        }
     finally:
         sink.close()
 

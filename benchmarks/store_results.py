@@ -43,37 +43,60 @@ class Latency:
 
 
 @dataclass
+class Drain:
+    """One worker draining one fresh topic, measured from its first chunk to its last."""
+
+    events: int
+    seconds: float
+    cpu_seconds: float  # the worker's user+system CPU (chDB's threads included)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def events_per_cpu_second(self) -> float:
+        return self.events / self.cpu_seconds if self.cpu_seconds else 0.0
+
+
+@dataclass
 class SizeResult:
     events: int
     preload: dict[str, Any]
-    throughput: float = 0.0
-    cpu_seconds: float = 0.0  # the worker's user+system CPU over the measured drain
-    drained: int = 0
-    drain_seconds: float = 0.0
+    drains: list[Drain] = field(default_factory=list)
     chunk_seconds: list[float] = field(default_factory=list)
     chunk_events: list[int] = field(default_factory=list)
     peak_rss_mb: float = 0.0
     latencies: dict[str, Latency] = field(default_factory=dict)
     dashboard: dict[str, Latency] = field(default_factory=dict)
     reported_events: int = 0
+    expected_events: int = 0
     profile: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def throughput(self) -> float:
+        """Median events/s over the rounds."""
+        return statistics.median(d.events_per_second for d in self.drains) if self.drains else 0.0
+
+    @property
     def events_per_cpu_second(self) -> float:
-        return self.drained / self.cpu_seconds if self.cpu_seconds else 0.0
+        return statistics.median(d.events_per_cpu_second for d in self.drains) if self.drains else 0.0
 
 
-def print_size(r: SizeResult, fresh: int) -> None:
+def print_size(r: SizeResult) -> None:
     """Everything measured at one size."""
     print()
     print(f"=== {size_label(r.events)} stored events ({r.events:,}) ===")
     if r.preload["seconds"]:
         print("pre-load: " + ", ".join(f"{name} {s:.1f} s" for name, s in r.preload["seconds"].items()))
-    print("store after pre-load: " + ", ".join(f"{t} {v['rows']:,} rows/{v['parts']} parts" for t, v in r.preload["shape"].items()))
+    print("store after pre-load: " + _shape(r.preload["shape"]))
+    rounds = ", ".join(
+        f"{d.events_per_second:,.0f} ({d.events_per_cpu_second:,.0f}/CPU-s, {d.events:,} events in {d.seconds:.1f} s)"
+        for d in r.drains
+    )
     print(
-        f"worker: {r.throughput:,.0f} events/s wall, {r.events_per_cpu_second:,.0f} events per worker CPU-second "
-        f"({r.drained:,} events after its first chunk in {r.drain_seconds:.1f} s, {r.cpu_seconds:.1f} CPU-s; "
-        f"peak RSS {r.peak_rss_mb:,.0f} MB)"
+        f"worker: median {r.throughput:,.0f} events/s wall, {r.events_per_cpu_second:,.0f} events per worker CPU-second; "
+        f"rounds: {rounds}; peak RSS {r.peak_rss_mb:,.0f} MB"
     )
     if r.chunk_seconds:
         per_event = [s / max(e, 1) * 1e6 for s, e in zip(r.chunk_seconds, r.chunk_events, strict=True)]
@@ -83,9 +106,10 @@ def print_size(r: SizeResult, fresh: int) -> None:
             f"max {max(r.chunk_seconds):.3f} s, {statistics.median(per_event):.1f} us/event"
         )
     _print_chunk_profile(r.profile.get("chunk") or {})
-    expected = r.events + fresh
-    check = "ok" if r.reported_events == expected else f"MISMATCH, expected {expected:,}"
+    check = "ok" if r.reported_events == r.expected_events else f"MISMATCH, expected {r.expected_events:,}"
     print(f"report all-time total: {r.reported_events:,} events ({check})")
+    if r.profile.get("shape"):
+        print("store when the SQL alone was timed: " + _shape(r.profile["shape"]))
     sql = r.profile.get("report_sql", {})
     print(f"{'billing query (/report)':<24} {'rows':>6} {'cold ms':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'SQL p50':>8}")
     for name, lat in r.latencies.items():
@@ -99,6 +123,10 @@ def print_size(r: SizeResult, fresh: int) -> None:
         print(f"{name:<26} {lat.rows:>6} {lat.first_ms:>8.1f} {lat.percentile(0.5):>8.1f} {lat.percentile(0.99):>8.1f}")
     _print_panels(r.profile.get("panels") or {})
     sys.stdout.flush()
+
+
+def _shape(shape: dict[str, dict[str, int]]) -> str:
+    return ", ".join(f"{t} {v['rows']:,} rows/{v['parts']} parts" for t, v in shape.items())
 
 
 def _print_chunk_profile(p: dict[str, float]) -> None:
@@ -130,10 +158,10 @@ def _print_panels(views: dict[str, dict[str, dict[str, float]]]) -> None:
         print(f"{name:<24}" + "".join(f" {cell:>22}" for cell in cells))
 
 
-def print_summary(results: list[SizeResult], baseline: float, random_ids: bool, fresh: int) -> None:
+def print_summary(results: list[SizeResult], baseline: float, random_ids: bool, fresh: int, rounds: int) -> None:
     """One line per size, then the two goals of issue 9."""
     print()
-    print(f"=== summary ({'random UUIDv4' if random_ids else 'UUIDv7'} ids, {fresh:,} fresh events) ===")
+    print(f"=== summary ({'random UUIDv4' if random_ids else 'UUIDv7'} ids, {rounds} rounds of {fresh:,} fresh events) ===")
     print(f"baseline bare aiokafka + json.loads: {baseline:,.0f} events/s")
     names = list(results[0].latencies)
     print(f"{'stored':>7} {'events/s':>9} {'ev/CPU-s':>9} {'chunk s':>8}" + "".join(f" {n[:20] + ' p99':>24}" for n in names))

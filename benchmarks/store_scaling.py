@@ -1,21 +1,21 @@
 """How the worker and billing queries scale with stored history (issue 9's benchmark).
 
-    python benchmarks/store_scaling.py [--sizes 0,1M,10M] [--fresh-events 200000] [--requests 100]
-                                       [--random-ids] [--profile-chunks 4]
+    python benchmarks/store_scaling.py [--sizes 0,1M,10M] [--fresh-events 200000] [--rounds 2]
+                                       [--requests 100] [--random-ids] [--profile-chunks 4]
 
-Once: publishes `--fresh-events` events (the population of `store_history.py`, stamped
-over the last 10 minutes, time-ordered UUIDv7 ids) to a fresh topic, 500 to a message,
-and measures a bare aiokafka consumer + `json.loads` on it (the ceiling).
-
-Then for each size, in a fresh embedded store (chdb:// in a temp dir):
-1. pre-load: `size` events of 30 days of history (several projects, one holding 80%)
-   straight into `usage_events` in SQL, their window and tool rows built by the project's
-   own per-message SQL builders (`benchmarks/store_phases.py preload`);
-2. a real `usage-pipeline worker` process drains the fresh topic (own consumer group):
-   events/s after its first chunk, and per-chunk seconds from `/stats` (`last_chunk_seconds`);
-3. billing queries through the worker's `/report`, `--requests` each: p50/p99/max; and
-   the dashboard's `/dashboard/data` (every panel of one page view in one request);
-4. the worker stopped, in process on the same store (`store_phases.py profile`): chunks of
+1. Pre-load, one fresh embedded store (chdb:// in a temp dir) per size: `size` events of
+   30 days of history (several projects, one holding 80%) straight into `usage_events` in
+   SQL, their window and tool rows built by the project's own per-message SQL builders
+   (`benchmarks/store_phases.py preload`; the population is `store_history.py`).
+2. Rounds: each round publishes `--fresh-events` new events (same population, stamped over
+   the last 10 minutes, time-ordered UUIDv7 ids) to a fresh topic, 500 to a message; then
+   every size in turn (alternating order) runs a real `usage-pipeline worker` process
+   that drains it: events/s after its first chunk, its CPU-seconds, and per-chunk seconds
+   from `/stats` (`last_chunk_seconds`). The empty store is emptied again each round.
+   The first round also measures a bare aiokafka consumer + `json.loads` (the ceiling).
+3. Last round, worker still up: billing queries through `/report`, `--requests` each
+   (p50/p99/max), and the dashboard's `/dashboard/data` (all panels of a view).
+4. Worker stopped, in process on the same store (`store_phases.py profile`): chunks of
    fresh messages through its ChunkProcessor, timing look-up, price+rows+windows and each
    table's insert; the billing queries' SQL alone; each dashboard panel's SQL alone.
 
@@ -44,7 +44,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from store_history import iter_fresh_events  # noqa: E402
-from store_results import Latency, SizeResult, print_size, print_summary, size_label  # noqa: E402
+from store_results import Drain, Latency, SizeResult, print_size, print_summary, size_label  # noqa: E402
 from worker_throughput import _bare_consume, _peak_rss_mb, _wait_first_chunk  # noqa: E402
 
 from producers import KafkaPublisher  # noqa: E402
@@ -86,6 +86,10 @@ def main() -> int:
     parser.add_argument("--history-events-per-message", type=int, default=EVENTS_PER_MESSAGE)
     parser.add_argument("--profile-chunks", type=int, default=4, help="chunks timed in process (0: skip)")
     parser.add_argument("--no-optimize", action="store_true", help="leave the pre-loaded parts unmerged")
+    parser.add_argument(
+        "--rounds", type=int, default=2,
+        help="fresh topics drained by every size in turn (throughput is the median; a busy machine hits all sizes alike)",
+    )
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",")]
 
@@ -100,61 +104,72 @@ def main() -> int:
             broker = LocalKafkaBroker(work / "kafka", progress=lambda m: print(f"  kafka: {m}", file=sys.stderr))
             bootstrap = broker.up()
         tag = uuid.uuid4().hex[:8]
-        topic = f"bench-scaling-{tag}"
         from stream_app.broker.topics import ensure_topics_sync
 
-        ensure_topics_sync(bootstrap, {topic: settings.topic_partitions, f"{topic}.dlq": settings.topic_partitions})
         now = datetime.now(timezone.utc)
-        _progress(f"publishing {args.fresh_events:,} fresh events to {topic} ...")
-        started = time.perf_counter()
-        messages = asyncio.run(_publish_fresh(bootstrap, topic, args.fresh_events, now, args.random_ids))
-        _progress(f"  {messages:,} messages in {time.perf_counter() - started:.1f} s")
-        baseline_s = asyncio.run(_bare_consume(bootstrap, topic, messages))
-        baseline = args.fresh_events / baseline_s
-        _progress(f"baseline: bare aiokafka + json.loads {baseline:,.0f} events/s")
-
-        results = []
+        results: list[SizeResult] = []
+        stores: dict[int, Path] = {}
         for events in sizes:
-            label = size_label(events)
-            _progress(f"size {label}: pre-loading {events:,} events of {args.days} days of history ...")
-            store = work / f"store-{label}"
-            phase_args = {
-                "store": str(store), "window_seconds": settings.window_seconds, "events": events,
-                "now": now.isoformat(), "days": args.days, "events_per_message": args.history_events_per_message,
-                "partitions": settings.topic_partitions, "random_ids": args.random_ids, "optimize": not args.no_optimize,
-            }
-            result = SizeResult(events, _run_phase("preload", phase_args))
-            env = {
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "CLICKHOUSE_URL": f"chdb://{store}",
-                "USAGE_EVENTS_TOPIC": topic,
-                "USAGE_DLQ_TOPIC": f"{topic}.dlq",
-                "USAGE_CONSUMER_GROUP": f"bench-{tag}-{label}",
-                "USAGE_PIPELINE_HOME": str(work / f"home-{label}"),
-                "USAGE_LOG_LEVEL": "warning",
-            }
-            _progress(f"size {label}: a worker drains {args.fresh_events:,} fresh events ...")
-            with WorkerProcess(env, log_path=work / f"worker-{label}.log") as worker:
-                _drain(worker, messages, result, label)
-                _progress(f"size {label}: {args.requests} requests of each billing query through /report ...")
-                for name, params in BILLING_QUERIES:
-                    result.latencies[name] = _time_get(worker, "/report", params, args.requests)
-                for name, params in DASHBOARD_VIEWS:
-                    result.dashboard[name] = _time_get(worker, "/dashboard/data", params, max(10, args.requests // 5))
-                result.reported_events = sum(int(r["events"]) for r in worker.report("project"))
-                result.peak_rss_mb = _peak_rss_mb(worker.pid)
+            _progress(f"size {size_label(events)}: pre-loading {events:,} events of {args.days} days of history ...")
+            stores[events] = work / f"store-{size_label(events)}"
+            results.append(SizeResult(events, _run_phase("preload", _phase_args(args, settings, stores[events], events, now))))
+
+        baseline = 0.0
+        for round_ in range(args.rounds):
+            topic = f"bench-scaling-{tag}-{round_}"
+            ensure_topics_sync(bootstrap, {topic: settings.topic_partitions, f"{topic}.dlq": settings.topic_partitions})
+            _progress(f"round {round_ + 1}/{args.rounds}: publishing {args.fresh_events:,} fresh events to {topic} ...")
+            started = time.perf_counter()
+            messages = asyncio.run(
+                _publish_fresh(bootstrap, topic, args.fresh_events, datetime.now(timezone.utc), args.random_ids, seed=11 + round_)
+            )
+            _progress(f"  {messages:,} messages in {time.perf_counter() - started:.1f} s")
+            if round_ == 0:
+                baseline = args.fresh_events / asyncio.run(_bare_consume(bootstrap, topic, messages))
+                _progress(f"baseline: bare aiokafka + json.loads {baseline:,.0f} events/s")
+            last = round_ == args.rounds - 1
+            # Sizes take turns, in alternating order, so a busy spell of the machine hits them alike.
+            for result in results if round_ % 2 == 0 else results[::-1]:
+                label = size_label(result.events)
+                store = stores[result.events]
+                if result.events == 0:
+                    shutil.rmtree(store, ignore_errors=True)  # "empty" stays empty in every round
+                result.expected_events = result.events + args.fresh_events * (1 if result.events == 0 else round_ + 1)
+                env = {
+                    "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                    "CLICKHOUSE_URL": f"chdb://{store}",
+                    "USAGE_EVENTS_TOPIC": topic,
+                    "USAGE_DLQ_TOPIC": f"{topic}.dlq",
+                    "USAGE_CONSUMER_GROUP": f"bench-{tag}-{label}-{round_}",
+                    "USAGE_PIPELINE_HOME": str(work / f"home-{label}"),
+                    "USAGE_LOG_LEVEL": "warning",
+                }
+                _progress(f"round {round_ + 1}, size {label}: a worker drains {args.fresh_events:,} fresh events ...")
+                with WorkerProcess(env, log_path=work / f"worker-{label}.log") as worker:
+                    _drain(worker, messages, result, label)
+                    result.peak_rss_mb = max(result.peak_rss_mb, _peak_rss_mb(worker.pid))
+                    if last:
+                        _progress(f"size {label}: {args.requests} requests of each billing query through /report ...")
+                        for name, params in BILLING_QUERIES:
+                            result.latencies[name] = _time_get(worker, "/report", params, args.requests)
+                        for name, params in DASHBOARD_VIEWS:
+                            result.dashboard[name] = _time_get(worker, "/dashboard/data", params, max(10, args.requests // 5))
+                        result.reported_events = sum(int(r["events"]) for r in worker.report("project"))
+
+        for result in results:
+            label = size_label(result.events)
             _progress(f"size {label}: in process: {args.profile_chunks} chunks, then query and panel SQL ...")
             result.profile = _run_phase(
                 "profile",
-                {**phase_args, "chunks": args.profile_chunks, "messages_per_chunk": settings.chunk_max_messages,
+                {**_phase_args(args, settings, stores[result.events], result.events, now),
+                 "chunks": args.profile_chunks, "messages_per_chunk": settings.chunk_max_messages,
                  "events_per_message": EVENTS_PER_MESSAGE, "billing_queries": BILLING_QUERIES,
                  "dashboard_views": DASHBOARD_VIEWS, "sql_requests": max(10, args.requests // 2)},
             )
-            shutil.rmtree(store, ignore_errors=True)
-            results.append(result)
-            print_size(result, args.fresh_events)
+            shutil.rmtree(stores[result.events], ignore_errors=True)
+            print_size(result)
 
-        print_summary(results, baseline, args.random_ids, args.fresh_events)
+        print_summary(results, baseline, args.random_ids, args.fresh_events, args.rounds)
         return 0
     finally:
         if broker is not None:
@@ -166,9 +181,17 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-async def _publish_fresh(bootstrap: str, topic: str, count: int, now: datetime, random_ids: bool) -> int:
+def _phase_args(args: argparse.Namespace, settings: Any, store: Path, events: int, now: datetime) -> dict[str, Any]:
+    return {
+        "store": str(store), "window_seconds": settings.window_seconds, "events": events,
+        "now": now.isoformat(), "days": args.days, "events_per_message": args.history_events_per_message,
+        "partitions": settings.topic_partitions, "random_ids": args.random_ids, "optimize": not args.no_optimize,
+    }
+
+
+async def _publish_fresh(bootstrap: str, topic: str, count: int, now: datetime, random_ids: bool, seed: int) -> int:
     """The fresh traffic, in slices large enough that most messages hold 500 events."""
-    events = iter_fresh_events(count, now=now, seed=11, random_ids=random_ids)
+    events = iter_fresh_events(count, now=now, seed=seed, random_ids=random_ids)
     sent = 0
     async with KafkaPublisher(bootstrap, topic, max_events_per_message=EVENTS_PER_MESSAGE) as publisher:
         while batch := list(itertools.islice(events, 50_000)):
@@ -201,10 +224,9 @@ def _drain(worker: WorkerProcess, messages: int, result: SizeResult, label: str)
             _progress(f"  size {label}: {stats['events_accepted']:,} events written, {stats['chunks']} chunks")
 
     stats = worker.wait_for_messages(messages, timeout=3600, interval=0.05, progress=sample)
-    result.drain_seconds = time.perf_counter() - first
-    result.cpu_seconds = _cpu_seconds(worker.pid) - cpu_first
-    result.drained = int(stats["events_accepted"]) - first_events
-    result.throughput = result.drained / result.drain_seconds
+    result.drains.append(
+        Drain(int(stats["events_accepted"]) - first_events, time.perf_counter() - first, _cpu_seconds(worker.pid) - cpu_first)
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
