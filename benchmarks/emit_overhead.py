@@ -186,18 +186,44 @@ def _fake_openai_clients(fake: str) -> Iterator[tuple[Any, Any]]:
 def _paired(
     baseline: Callable[[], None], measured: Callable[[], None], count: int, block: int
 ) -> tuple[list[int], list[int]]:
-    """Time both calls `count` times each, in alternating blocks, after a warm-up; gc stays on."""
+    """Time both calls `count` times each, in alternating blocks, after a warm-up; gc stays on.
+
+    Also prints CPU time per call (this thread's, and the sender thread's per tracked call):
+    a mean that a busy shared machine disturbs far less than wall-clock percentiles.
+    """
     for _ in range(min(count // 10, 1_000)):
         baseline()
         measured()
+    flush_usage_tracking(60)
+    sender_clock = _sender_cpu_clock()
+    sender_started = time.clock_gettime_ns(sender_clock) if sender_clock is not None else 0
     base: list[int] = []
     meas: list[int] = []
+    cpu = [0, 0]
     for start in range(0, count, block):
         size = min(block, count - start)
         flush_usage_tracking(60)  # the sender settles what the last block queued: untimed
+        began = time.thread_time_ns()
         base.extend(_timed_calls(baseline, size, gc_off=False))
+        middle = time.thread_time_ns()
         meas.extend(_timed_calls(measured, size, gc_off=False))
+        cpu[0] += middle - began
+        cpu[1] += time.thread_time_ns() - middle
+    flush_usage_tracking(60)
+    sender = (time.clock_gettime_ns(sender_clock) - sender_started) / count / 1000 if sender_clock is not None else 0
+    print(f"{'  CPU per call (mean, this thread)':<42} baseline {cpu[0] / count / 1000:7.2f} µs   measured "
+          f"{cpu[1] / count / 1000:7.2f} µs   + sender thread {sender:6.2f} µs per call   => overhead "
+          f"{(cpu[1] - cpu[0]) / count / 1000 + sender:6.2f} µs")
     return base, meas
+
+
+def _sender_cpu_clock() -> int | None:
+    import threading
+
+    for thread in threading.enumerate():
+        if thread.name == "usage-tracking-sender" and thread.ident is not None:
+            return time.pthread_getcpuclockid(thread.ident)
+    return None
 
 
 def _report_pair(base_label: str, base: list[int], label: str, measured: list[int]) -> None:
