@@ -93,6 +93,9 @@ class _WireEvent(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     context: msgspec.Raw = msgspec.Raw(b"{}")
 
 
+# What msgspec raises for input it will not take (RecursionError: nesting past its limit).
+_UNREADABLE = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+
 _BATCH = msgspec.json.Decoder(list[_WireEvent])
 _SINGLE = msgspec.json.Decoder(_WireEvent)
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
@@ -139,7 +142,12 @@ def decode_billable_message(
     """Like `decode_message`, with `BillableEvent`s; whole batches at once where they are valid."""
     raw = value or b""
     checks = _Checks(now, max_future_skew, denied_context_keys, _key_text(origin.key))
-    fast = None if _message_rejection(raw, origin) is not None else _fast_message(raw, origin, checks)
+    fast = None
+    if _message_rejection(raw, origin) is None:
+        try:
+            fast = _fast_message(raw, origin, checks)
+        except Exception:  # noqa: BLE001 - never let the fast road stop the worker: take the slow one
+            fast = None
     if fast is not None:
         return fast
     slow = decode_message(raw, origin, now=now, max_future_skew=max_future_skew, denied_context_keys=denied_context_keys)
@@ -148,11 +156,15 @@ def decode_billable_message(
 
 def _fast_message(raw: bytes, origin: MessageOrigin, checks: _Checks) -> DecodeResult | None:
     """The message decoded the fast way, or None to let the pydantic path say what is wrong."""
+    try:
+        raw.decode("utf-8")  # msgspec keeps `Raw` spans unchecked: the whole message must be UTF-8
+    except UnicodeDecodeError:
+        return None
     head = raw.lstrip()[:1]
     if head == b"{":
         try:
             wire = _SINGLE.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except _UNREADABLE:
             return None
         event = _accept(wire, checks)
         return None if event is None else DecodeResult([DecodedEvent(event, origin, None)], [])
@@ -162,7 +174,7 @@ def _fast_message(raw: bytes, origin: MessageOrigin, checks: _Checks) -> DecodeR
         batch: list[Any] = _BATCH.decode(raw)
     except msgspec.ValidationError:
         batch = []  # one element is off: look at each on its own
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     else:
         if not 0 < len(batch) <= MAX_BATCH_EVENTS:
@@ -171,7 +183,7 @@ def _fast_message(raw: bytes, origin: MessageOrigin, checks: _Checks) -> DecodeR
     if not batch:
         try:
             elements = _ELEMENTS.decode(raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except _UNREADABLE:
             return None
         if not 0 < len(elements) <= MAX_BATCH_EVENTS:
             return None
@@ -193,7 +205,7 @@ def _fast_message(raw: bytes, origin: MessageOrigin, checks: _Checks) -> DecodeR
 def _element(raw: msgspec.Raw) -> _WireEvent | None:
     try:
         return _SINGLE.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _UNREADABLE:
         return None
 
 
@@ -324,6 +336,6 @@ def _free_form(raw: msgspec.Raw) -> dict[str, Any] | None:
         return None  # maybe too large, maybe not an object: the slow path measures exactly
     try:
         value = _ANY.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _UNREADABLE:
         return None
     return value if isinstance(value, dict) else None

@@ -119,7 +119,8 @@ def test_workers_joining_and_leaving_under_load_bill_exactly(pipeline: Pipeline,
     test_scale_out.py runs the same on one shared ClickHouse server.
 
     With no shared ClickHouse server here, the stores are combined afterwards by the tables'
-    own replace semantics (every row version into one ReplacingMergeTree, read with FINAL).
+    own replace semantics (every row version into one ReplacingMergeTree, read with FINAL): a
+    message processed by two workers wrote the same keys in both stores.
     """
     events = varied_events(15_000, seed=24)
     stores = []
@@ -164,16 +165,18 @@ def _wait_group_drained(pipeline: Pipeline, worker, timeout: float = 180.0) -> N
 
 
 def _combine_stores(stores: list[str], target) -> str:
-    from stream_app.core.rows import EVENT_COLUMNS
+    from stream_app.core.rows import EVENT_COLUMNS, WINDOW_COLUMNS
     from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
 
-    rows: list[tuple] = []
-    columns = ", ".join(EVENT_COLUMNS)
+    tables = {"usage_events": EVENT_COLUMNS, "usage_windows": WINDOW_COLUMNS}
+    rows: dict[str, list[tuple]] = {table: [] for table in tables}
     for store in stores:
-        rows += read_store(store, f"SELECT {columns} FROM usage.usage_events")
+        for table, columns in tables.items():
+            rows[table] += read_store(store, f"SELECT {', '.join(columns)} FROM usage.{table}")
     combined = f"chdb://{target}"
     with ClickHouseSink(parse_clickhouse_url(combined), window_seconds=60) as sink:
-        sink.client.insert("usage_events", rows, column_names=list(EVENT_COLUMNS), database="usage")
+        for table, columns in tables.items():
+            sink.client.insert(table, rows[table], column_names=list(columns), database="usage")
     return combined
 
 

@@ -208,3 +208,21 @@ def test_valid_traffic_never_takes_the_slow_path(monkeypatch):
     result = decode_billable_message(raw, ORIGIN, now=NOW, max_future_skew=SKEW)
 
     assert len(result.events) == 300 and not result.rejections
+
+
+def test_bytes_that_are_not_utf8_inside_a_free_form_object_go_the_slow_way():
+    event = make_event_dict(project_id="proj-acme", timestamp=NOW.isoformat(), context={"k": "PLACEHOLDER"})
+    raw = encode([event]).replace(b"PLACEHOLDER", b"\xff\xfeA")
+
+    fast, slow = both(raw)
+
+    assert [r.reason for r in fast.rejections] == ["invalid_utf8"] and not fast.events
+    assert_same(raw)
+
+
+def test_nesting_deeper_than_msgspec_reads_goes_the_slow_way():
+    event = make_event_dict(project_id="proj-acme", timestamp=NOW.isoformat())
+    deep = encode([event]).replace(b'"region": "eu-west-1"', b'"region": ' + b"[" * 50_000 + b"]" * 50_000)
+
+    assert_same(deep)
+    assert_same(b"[" * 100_000 + b"]" * 100_000)
