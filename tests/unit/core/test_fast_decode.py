@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -226,3 +227,19 @@ def test_nesting_deeper_than_msgspec_reads_goes_the_slow_way():
 
     assert_same(deep)
     assert_same(b"[" * 100_000 + b"]" * 100_000)
+
+
+def _corpus():
+    from tests.hostile_corpus import build_corpus
+
+    return build_corpus(NOW)
+
+
+@pytest.mark.parametrize("case", _corpus(), ids=lambda case: case.name)
+def test_every_hostile_corpus_case_decodes_the_same_both_ways(case):
+    fast = decode_billable_message(case.value, MessageOrigin("t", 2, 41_017, case.key), now=NOW, max_future_skew=SKEW)
+    slow = decode_message(case.value, MessageOrigin("t", 2, 41_017, case.key), now=NOW, max_future_skew=SKEW)
+
+    assert [e.index for e in fast.events] == [e.index for e in slow.events]
+    assert [(r.reason, r.detail, r.index) for r in fast.rejections] == [(r.reason, r.detail, r.index) for r in slow.rejections]
+    assert [r.raw for r in fast.rejections] == [r.raw for r in slow.rejections]
