@@ -114,7 +114,7 @@ def test_a_month_of_backfill_in_large_chunks_is_billed_exactly(pipeline: Pipelin
     # 30 days of events, published before the worker starts so that its first chunks are
     # whole 1,000-event messages spanning the month.
     now = datetime.now(UTC)
-    backfill = varied_events(12_000, seed=72, now=now - timedelta(hours=1), spread_seconds=30 * 86_400)
+    backfill = varied_events(6_000, seed=72, now=now - timedelta(hours=1), spread_seconds=30 * 86_400)
     sent = pipeline.publish(backfill)
 
     with pipeline.worker() as worker:
@@ -136,7 +136,7 @@ def crash_cases() -> list:
 @pytest.mark.parametrize(("table", "store_kind"), crash_cases(), indirect=["store_kind"])
 def test_a_crash_between_any_two_writes_neither_loses_nor_doubles(pipeline: Pipeline, table: str) -> None:
     now = datetime.now(UTC)
-    events = varied_events(3_000, seed=73, now=now, spread_seconds=300)
+    events = varied_events(1_500, seed=73, now=now, spread_seconds=300)
     changed = [c for c, _f in changed_copies(events[:40])]
     # A malformed message first, so that even the first chunk writes a dead letter.
     sent = pipeline.publish_raw([(b"proj-a", b"{not json")])
@@ -164,12 +164,12 @@ def test_two_workers_racing_over_the_same_messages_bill_once(pipeline: Pipeline)
     # the topic at the same time, into the same store. Each message's rows land on the same
     # keys whoever writes them, and the first copy of each event stays the billed one.
     now = datetime.now(UTC)
-    events = varied_events(6_000, seed=74, now=now, spread_seconds=300)
+    events = varied_events(4_000, seed=74, now=now, spread_seconds=300)
     changed = [c for c, _f in changed_copies(events[:60])]
 
     with pipeline.worker() as first, pipeline.worker(USAGE_CONSUMER_GROUP=pipeline.group + "-rival") as second:
-        sent = pipeline.publish(events[:3_000])
-        sent += pipeline.publish(events[3_000:] + changed + events[:500])
+        sent = pipeline.publish(events[:2_000])
+        sent += pipeline.publish(events[2_000:] + changed + events[:500])
         for worker in (first, second):
             worker.wait_for_messages(sent, timeout=240)
         wait_until_billed(pipeline, first, len(events))
