@@ -34,10 +34,11 @@ class _Generator:
     """The process's id state; `next()` is safe from any thread."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._reseed()
 
     def _reseed(self) -> None:
+        # Also a fresh lock: a forked child may have been copied while another thread held it.
+        self._lock = threading.Lock()
         self._random = random.Random(os.urandom(32))
         self._last_ms = -1
         self._counter = 0

@@ -218,6 +218,7 @@ class KafkaTransport:
         self._last_error: str | None = None
         self._last_drop_log = 0.0
         self._drops_since_log = 0
+        self._last_drop_reason = ""
 
     # -- the caller's side ------------------------------------------------------------
 
@@ -268,6 +269,7 @@ class KafkaTransport:
         with self._start_lock:
             self._closed = True
         self._spool_leftovers()
+        self._log_unreported_drops()
         self.spool.close()
         _LIVE_TRANSPORTS.discard(self)
 
@@ -621,18 +623,31 @@ class KafkaTransport:
         with self._state_lock:
             self._dropped += count
             self._drops_since_log += count
+            self._last_drop_reason = reason
             due = now - self._last_drop_log >= _DROP_LOG_INTERVAL_SECONDS
             if due:
                 reported, self._drops_since_log, self._last_drop_log = self._drops_since_log, 0, now
             total = self._dropped
         if due:
-            log.error(
-                "LOST %d usage events (%d in total since start): %s. Raise USAGE_TRACKING_SPOOL_MAX_BYTES "
-                "or bring Kafka back; these calls will not be billed",
-                reported,
-                total,
-                reason,
-            )
+            self._log_drops(reported, total, reason)
+
+    def _log_unreported_drops(self) -> None:
+        """Closing: losses the log interval held back are reported now, so every loss is logged."""
+        with self._state_lock:
+            reported, self._drops_since_log = self._drops_since_log, 0
+            total, reason = self._dropped, self._last_drop_reason
+        if reported:
+            self._log_drops(reported, total, reason)
+
+    @staticmethod
+    def _log_drops(count: int, total: int, reason: str) -> None:
+        log.error(
+            "LOST %d usage events (%d in total since start): %s. Raise USAGE_TRACKING_SPOOL_MAX_BYTES "
+            "or bring Kafka back; these calls will not be billed",
+            count,
+            total,
+            reason,
+        )
 
     def _spool_leftovers(self) -> None:
         with self._state_lock:
