@@ -34,6 +34,7 @@ import gc
 import io
 import os
 import pstats
+import shutil
 import statistics
 import sys
 import tempfile
@@ -76,6 +77,7 @@ def main() -> int:
     finally:
         if broker is not None:
             broker.down()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
