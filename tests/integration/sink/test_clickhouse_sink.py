@@ -24,7 +24,7 @@ from schemas import UsageTrackingEvent
 from stream_app.core.decode import MessageOrigin
 from stream_app.core.pricing import price_event
 from stream_app.sink.clickhouse import ClickHouseSink, parse_clickhouse_url
-from stream_app.sink.faults import FaultPlan
+from stream_app.sink.faults import FaultPlan, parse_fault_plan
 from stream_app.sink.queries import ReportQuery
 from stream_app.sink.schema import quote_string
 from stream_app.worker.chunk import ChunkOutcome, ChunkProcessor, RetryPolicy
@@ -454,12 +454,13 @@ def test_provider_cost_is_stored_exactly(sink, amount):
 
 @pytest.mark.parametrize(
     ("plan", "attempts"),
-    [(FaultPlan(fail_inserts=3), 4), (FaultPlan(fail_after_insert=2), 3)],
+    [("fail_inserts=3", 4), ("fail_after_insert=2", 3)],
     ids=["insert-fails", "acknowledgement-lost"],
 )
 def test_failed_writes_end_with_exact_totals(open_sink, plan, attempts):
     open_sink("ch").close()  # an existing store, reopened for the drill
-    sink = open_sink("ch", fault_plan=plan)
+    # A fresh plan per test: a plan counts its faults down as they happen.
+    sink = open_sink("ch", fault_plan=parse_fault_plan(plan))
 
     outcome = process(sink, messages_of(data_set(), bad=1))
 
