@@ -66,18 +66,25 @@ def stored_content_statements(database: str, ids_by_project: dict[str, list[str]
 
 
 def _keyed_statements(database: str, ids_by_project: dict[str, list[str]], columns: tuple[str, ...]) -> Iterator[str]:
+    # One statement per IDS_PER_STATEMENT keys, whatever the projects: a chunk of many small
+    # projects' messages makes a few look-ups, not one per project.
     db = quote_identifier(database)
     selected = ", ".join(columns)
-    for project_id in sorted(ids_by_project):
-        ids = ids_by_project[project_id]
-        for i in range(0, len(ids), IDS_PER_STATEMENT):
-            listed = ", ".join(quote_string(event_id) for event_id in ids[i : i + IDS_PER_STATEMENT])
-            # LIMIT 1 BY: a repriced event has a row per generation until they merge.
-            yield (
-                f"SELECT {selected} FROM {db}.usage_events "
-                f"WHERE project_id = {quote_string(project_id)} AND event_id IN ({listed}) "
-                f"ORDER BY price_generation DESC LIMIT 1 BY project_id, event_id"
-            )
+    keys = [(project_id, event_id) for project_id in sorted(ids_by_project) for event_id in ids_by_project[project_id]]
+    for i in range(0, len(keys), IDS_PER_STATEMENT):
+        part = keys[i : i + IDS_PER_STATEMENT]
+        projects = sorted({p for p, _e in part})
+        if len(projects) == 1:
+            listed = ", ".join(quote_string(e) for _p, e in part)
+            where = f"project_id = {quote_string(projects[0])} AND event_id IN ({listed})"
+        else:
+            listed = ", ".join(f"({quote_string(p)}, {quote_string(e)})" for p, e in part)
+            where = f"(project_id, event_id) IN ({listed})"
+        # LIMIT 1 BY: a repriced event has a row per generation until they merge.
+        yield (
+            f"SELECT {selected} FROM {db}.usage_events WHERE {where} "
+            f"ORDER BY price_generation DESC LIMIT 1 BY project_id, event_id"
+        )
 
 
 def stale_messages_sql(database: str, scope: EventScope) -> str:

@@ -23,7 +23,7 @@ def test_a_large_spread_out_chunk_becomes_bounded_statements():
 
     statements = list(lookup_statements("usage", {"big": ids, "small": ["x"]}))
 
-    assert len(statements) == 4
+    assert len(statements) == 3
     assert max(len(s) for s in statements) < 100_000  # max_query_size is 262,144 bytes
     listed = [i for s in statements for i in ids if f"'{i}'" in s]
     assert sorted(listed) == sorted(ids)
@@ -52,3 +52,9 @@ def test_tool_windows_rebuild_keeps_every_duration():
     assert "groupArrayIf(JSONExtractFloat(t, 'duration_ms')" in sql
     assert "FROM `usage`.usage_events FINAL\n)" in sql  # no filter: every message
     assert ", 300,\n" in sql
+
+
+def test_keys_of_many_projects_share_a_statement():
+    (sql,) = lookup_statements("usage", {"b": ["2"], "a": ["1", "3"]})
+
+    assert "WHERE (project_id, event_id) IN (('a', '1'), ('a', '3'), ('b', '2')) ORDER BY" in sql
