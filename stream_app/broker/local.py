@@ -21,10 +21,8 @@ and `tls` (certificates and SCRAM users).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -51,7 +49,7 @@ from stream_app.broker.ports import (  # noqa: F401
     port_is_free,
 )
 from stream_app.broker.processes import file_lock as _file_lock  # noqa: F401 - tests use these names
-from stream_app.broker.processes import process_alive as _process_alive
+from stream_app.broker.processes import runs_with_args, terminate
 from stream_app.broker.processes import tail as _tail
 from stream_app.broker.processes import write_atomically as _write_atomically
 from stream_app.broker.server_config import (  # noqa: F401
@@ -322,23 +320,11 @@ class LocalKafkaBroker:
             time.sleep(0.2)
 
     def _stop_pid(self, pid: int, timeout: float) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if self._wait_for_exit(pid, timeout):
-            return
-        self.progress(f"the Kafka broker (pid {pid}) did not stop within {timeout:.0f} s; killing it")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        if not self._wait_for_exit(pid, 10.0):
-            raise BrokerError(f"the Kafka broker (pid {pid}) survived SIGKILL")
+        def note() -> None:
+            self.progress(f"the Kafka broker (pid {pid}) did not stop within {timeout:.0f} s; killing it")
 
-    def _wait_for_exit(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while _process_alive(pid):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.1)
-        return True
+        if not terminate(pid, timeout, note):
+            raise BrokerError(f"the Kafka broker (pid {pid}) survived SIGKILL")
 
     # -- state --------------------------------------------------------------------------
 
@@ -356,16 +342,7 @@ class LocalKafkaBroker:
 
     def _is_our_broker(self, pid: int) -> bool:
         """Whether `pid` is alive and is this home's JVM (pids get reused after a reboot)."""
-        if not _process_alive(pid):
-            return False
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        if not cmdline.parent.is_dir():
-            return True  # No /proc (macOS): the pid is all there is to go on.
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return b"kafka.Kafka" in args and str(self.properties_file).encode() in args
+        return runs_with_args(pid, b"kafka.Kafka", str(self.properties_file).encode())
 
     def _log_tail(self) -> str:
         try:

@@ -1,7 +1,8 @@
-"""Processes and files of the local broker: liveness, locks, atomic writes.
+"""Processes and files of the local services (the Kafka broker, the ClickHouse server).
 
-The broker outlives the command that started it, so it is found again by pid and
-cross-checked through /proc; state files are replaced atomically under a file lock.
+Each outlives the command that started it, so it is found again by pid and
+cross-checked through /proc; state files are replaced atomically under a file lock;
+stopping is SIGTERM, a grace period, then SIGKILL.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+import signal
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -28,6 +31,42 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return not _is_zombie(pid)
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """Whether `pid` is gone within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while process_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def terminate(pid: int, grace: float, before_kill: Callable[[], None]) -> bool:
+    """SIGTERM, `grace` seconds, then (after `before_kill`) SIGKILL; whether the process is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if wait_for_exit(pid, grace):
+        return True
+    before_kill()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return wait_for_exit(pid, 10.0)
+
+
+def runs_with_args(pid: int, *markers: bytes) -> bool:
+    """Whether `pid` is alive and its command line holds every marker (pids get reused)."""
+    if not process_alive(pid):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.parent.is_dir():
+        return True  # No /proc (macOS): the pid is all there is to go on.
+    try:
+        args = cmdline.read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return all(marker in args for marker in markers)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -15,12 +15,9 @@ start), and readiness means *this* server answered with its token.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fcntl
-import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +26,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from stream_app.broker.local import _file_lock, _process_alive, _write_atomically, find_free_port, port_is_free
+from stream_app.broker.local import find_free_port, port_is_free
+from stream_app.broker.processes import file_lock as _file_lock
+from stream_app.broker.processes import runs_with_args, terminate
+from stream_app.broker.processes import write_atomically as _write_atomically
 from stream_app.clickhouse_server.config import (
     HOST,
     RUN_HEADER,
@@ -249,14 +249,10 @@ class LocalClickHouseServer:
             time.sleep(0.1)
 
     def _stop_pid(self, pid: int, grace: float) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if _wait_for_exit(pid, grace):
-            return
-        self.progress(f"the ClickHouse server (pid {pid}) still waits for idle clients after {grace:.0f} s; killing it")
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        if not _wait_for_exit(pid, 10.0):
+        def note() -> None:
+            self.progress(f"the ClickHouse server (pid {pid}) still waits for idle clients after {grace:.0f} s; killing it")
+
+        if not terminate(pid, grace, note):
             raise ClickHouseServerError(f"the ClickHouse server (pid {pid}) survived SIGKILL")
 
     # -- state --------------------------------------------------------------------------
@@ -269,16 +265,7 @@ class LocalClickHouseServer:
 
     def _is_our_process(self, pid: int) -> bool:
         """Whether `pid` is alive and is this home's server (pids get reused)."""
-        if not _process_alive(pid):
-            return False
-        cmdline = Path(f"/proc/{pid}/cmdline")
-        if not cmdline.parent.is_dir():
-            return True  # No /proc (macOS): the pid is all there is to go on.
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            return False
-        return b"stream_app.clickhouse_server" in args and str(self.home).encode() in args
+        return runs_with_args(pid, b"stream_app.clickhouse_server", str(self.home).encode())
 
     def _log_tail(self) -> str:
         try:
@@ -296,15 +283,6 @@ def identify(port: int, timeout: float = 1.0) -> tuple[str, str] | None:
             return parse_identity(response.read().decode(errors="replace"))
     except (OSError, ValueError):
         return None
-
-
-def _wait_for_exit(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _process_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _describe_pid(pid: int | None) -> str | None:
