@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from stream_app.core.counting import CONTENT_FIELDS
 from stream_app.sink.queries import EventScope, _epoch_micros
 from stream_app.sink.schema import quote_identifier, quote_string
 
@@ -27,31 +28,11 @@ LOOKUP_COLUMNS: tuple[str, ...] = (
     "fingerprint",
 )
 
-# Everything `content_from_stored` compares, plus the key.
+# Everything `content_from_stored` compares, plus the key: the stored column of each content field.
 STORED_CONTENT_COLUMNS: tuple[str, ...] = (
     "project_id",
     "event_id",
-    "timestamp",
-    "source",
-    "agent_name",
-    "session_id",
-    "handoff_chain",
-    "operation",
-    "method",
-    "provider",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-    "tool_calls",
-    "finish_reason",
-    "duration_ms",
-    "error",
-    "provider_cost_usd",
-    "provider_metadata",
-    "context",
+    *("provider_cost_usd" if name == "provider_cost" else name.removeprefix("usage.") for name in CONTENT_FIELDS),
 )
 
 
