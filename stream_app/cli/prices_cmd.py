@@ -181,7 +181,8 @@ def run_quote(args: argparse.Namespace, settings: PipelineSettings) -> int:
     from datetime import datetime, timezone
     from decimal import Decimal, InvalidOperation
 
-    from stream_app.core.pricing import CatalogPricer, TokenCounts
+    from stream_app.core.linear_price import TokenCounts
+    from stream_app.core.pricing import CatalogPricer
     from stream_app.core.times import parse_time
     from stream_app.sink.queries import format_money
 

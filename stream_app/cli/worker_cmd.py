@@ -159,7 +159,7 @@ def _exit_after(seconds: float) -> None:
 
 def describe_prices(pricer: CatalogPricer) -> str:
     """One line for the log: the catalog release and the price file in use."""
-    from stream_app.core.pricing import CATALOG_SOURCE
+    from stream_app.core.model_resolution import CATALOG_SOURCE
 
     overrides = pricer.overrides
     if overrides.empty and not overrides.origin:

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from stream_app.core.pricing import PricedCost, PriceStatus, TokenCounts
+from stream_app.core.linear_price import TokenCounts
+from stream_app.core.pricing import PricedCost, PriceStatus
 from stream_app.core.rows import EVENT_COLUMNS, PRICING_COLUMNS, pricing_values
 
 ZERO = Decimal(0)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from stream_app.core.override_schedule import OverrideSchedule
 from stream_app.core.price_overrides import (
-    OverrideSchedule,
     PriceOverrides,
     load_price_overrides,
     parse_price_overrides,
