@@ -101,6 +101,14 @@ class PipelineSettings(BaseSettings):
     consumer_group: str = Field("usage-pipeline", min_length=1, validation_alias=_env("USAGE_CONSUMER_GROUP"))
     window_seconds: int = Field(60, ge=1, le=86_400, validation_alias=_env("USAGE_WINDOW_SECONDS"))
     chunk_max_messages: int = Field(50, ge=1, le=100_000, validation_alias=_env("USAGE_CHUNK_MAX_MESSAGES"))
+    chunk_max_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        validation_alias=_env("USAGE_CHUNK_MAX_BYTES"),
+        description="Bytes of Kafka messages per chunk (a larger message is a chunk of its own); "
+        "also sizes what the consumer prefetches, so it bounds the worker's memory.",
+    )
     chunk_within_seconds: float = Field(0.5, gt=0, le=60, validation_alias=_env("USAGE_CHUNK_WITHIN_SECONDS"))
     worker_web_port: int = Field(6066, ge=0, le=65_535, validation_alias=_env("USAGE_WORKER_WEB_PORT"))
     worker_web_host: str = Field("127.0.0.1", validation_alias=_env("USAGE_WORKER_WEB_HOST"))
@@ -133,6 +141,14 @@ class PipelineSettings(BaseSettings):
             raise ValueError(
                 f"the scheme is {scheme[:10]!r}; use chdb:///absolute/dir or http(s)://user:pass@host:8123/database"
             )
+        return value
+
+    @field_validator("window_seconds")
+    @classmethod
+    def _window_divides_a_day(cls, value: int) -> int:
+        """Windows tile UTC days exactly: hour and day totals are whole windows (README, How the store works)."""
+        if 86_400 % value:
+            raise ValueError(f"{value} s does not divide a day; use e.g. 60, 300, 900 or 3600")
         return value
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")

@@ -19,12 +19,14 @@ from typing import Any
 import faust
 from aiohttp import web as aiohttp_web
 
+from stream_app.core.chunk_limits import ChunkLimits, consumer_buffer, held_bytes_bound
 from stream_app.core.decode import MessageOrigin
 from stream_app.settings import PipelineSettings
 from stream_app.sink.clickhouse import ClickHouseSink
 from stream_app.sink.queries import GROUP_KEYS, ReportQuery, parse_every
 from stream_app.worker.chunk import ChunkProcessor, RetryPolicy
 from stream_app.worker.metrics import WorkerMetrics, render_prometheus
+from stream_app.worker.take import take_chunks
 from stream_app.core.times import parse_time
 
 log = logging.getLogger("stream_app.worker")
@@ -35,6 +37,16 @@ EXIT_UNCOMMITTED = 75
 
 def create_app(settings: PipelineSettings, bootstrap: str, sink: ClickHouseSink) -> faust.App:
     """A Faust app wired to the given broker and an already-open sink."""
+    limits = ChunkLimits(settings.chunk_max_messages, settings.chunk_max_bytes)
+    # Sized for a worker that owns every partition: the most any one worker can hold.
+    buffer = consumer_buffer(limits, settings.topic_partitions)
+    log.info(
+        "chunks of at most %d messages / %.1f MiB; messages held at most %.0f MiB "
+        "(queue %d messages, %d KiB per partition fetch)",
+        limits.max_messages, limits.max_bytes / 2**20,
+        held_bytes_bound(limits, buffer, settings.topic_partitions) / 2**20,
+        buffer.stream_messages, buffer.partition_fetch_bytes // 1024,
+    )
     app = faust.App(
         settings.consumer_group,
         broker=[f"kafka://{server.strip()}" for server in bootstrap.split(",")],
@@ -56,9 +68,11 @@ def create_app(settings: PipelineSettings, bootstrap: str, sink: ClickHouseSink)
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
-        # Two chunks of messages at most wait in memory (each message ≤ 4 MiB, typically a few
-        # hundred KB): while ClickHouse is down the buffer stays small instead of 4,096 deep.
-        stream_buffer_maxsize=settings.chunk_max_messages * 2,
+        # What waits ahead of the chunk is bounded in bytes, not only in messages (a message
+        # is up to 4 MiB): while ClickHouse is down the worker holds a few chunks' bytes at
+        # most, however long the backlog (stream_app/core/chunk_limits.py).
+        stream_buffer_maxsize=buffer.stream_messages,
+        consumer_max_fetch_size=buffer.partition_fetch_bytes,
     )
     metrics = WorkerMetrics()
     # Set on SIGTERM/SIGINT (stream_app/cli/worker_cmd.py): a chunk whose write keeps
@@ -79,7 +93,7 @@ def create_app(settings: PipelineSettings, bootstrap: str, sink: ClickHouseSink)
 
     @app.agent(events_topic, name="usage-events")
     async def meter(stream: Any) -> None:
-        async for chunk in stream.take_events(settings.chunk_max_messages, within=settings.chunk_within_seconds):
+        async for chunk in take_chunks(stream, limits, within=settings.chunk_within_seconds):
             messages = [(event.message.value, _origin(event.message)) for event in chunk]
             try:
                 outcome = await asyncio.to_thread(processor.process, messages)

@@ -19,7 +19,7 @@ ENV_NAMES = [
     "USAGE_MAX_FUTURE_SKEW_SECONDS", "USAGE_LOG_LEVEL", "CLICKHOUSE_CA_FILE", "KAFKA_SECURITY_PROTOCOL",
     "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE",
     "KAFKA_SSL_KEYFILE", "USAGE_TOPIC_REPLICATION_FACTOR", "USAGE_ADMIN_TOKEN", "USAGE_INGEST_KEYS_FILE",
-    "USAGE_CONTEXT_DENY_KEYS", "USAGE_REJECTIONS_TTL_DAYS",
+    "USAGE_CONTEXT_DENY_KEYS", "USAGE_REJECTIONS_TTL_DAYS", "USAGE_CHUNK_MAX_BYTES",
 ]
 
 
@@ -132,6 +132,7 @@ def test_environment_values_are_read(monkeypatch):
         ("USAGE_TOPIC_PARTITIONS", "0"),
         ("USAGE_CHUNK_MAX_MESSAGES", "-1"),
         ("USAGE_CHUNK_WITHIN_SECONDS", "0"),
+        ("USAGE_CHUNK_MAX_BYTES", "1000"),
         ("USAGE_WORKER_WEB_PORT", "70000"),
         ("USAGE_SINK_RETRY_INITIAL_SECONDS", "0"),
         ("USAGE_MAX_FUTURE_SKEW_SECONDS", "-5"),
@@ -183,6 +184,6 @@ def test_settings_are_frozen():
 
 
 def test_nothing_is_read_at_import_time(monkeypatch):
-    monkeypatch.setenv("USAGE_WINDOW_SECONDS", "42")
+    monkeypatch.setenv("USAGE_WINDOW_SECONDS", "45")
 
-    assert PipelineSettings().window_seconds == 42
+    assert PipelineSettings().window_seconds == 45

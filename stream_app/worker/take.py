@@ -1,0 +1,102 @@
+"""Chunks of a Faust stream closed by message count or bytes (`ChunkLimits`), acked after use.
+
+Faust's `Stream.take_events(max_, within)` closes a chunk on a number of messages
+only. This is the same generator (faust-streaming 0.15, `faust/streams.py`) with that
+one rule replaced: a chunk closes before a message that would take it past either
+limit, or when it reaches one, or `within` seconds after the last chunk. Everything
+else is as Faust does it: the stream's own acks are off while chunks are taken, and
+each chunk's events are acked only after the loop body has returned (so the offsets
+of a chunk are committed only once it is written), and a message that does not fit
+waits, unacked, for the next chunk.
+
+It reaches into the stream as Faust's method does (`add_processor`, `_enable_passive`,
+`_processors`, `_active_agens`); pyproject pins faust-streaming below 0.16 for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+from mode.utils.aiter import aiter
+from mode.utils.futures import notify
+
+from stream_app.core.chunk_limits import ChunkLimits
+
+
+def take_chunks(stream: Any, limits: ChunkLimits, within: float) -> AsyncGenerator[Sequence[Any], None]:
+    """Chunks of the stream's events; registered with the stream so stopping it closes the generator."""
+    agen = _take_chunks(stream, limits, within)
+    stream._active_agens.add(agen)  # noqa: SLF001 - as Faust's own take_events does
+    return agen
+
+
+def message_bytes(event: Any) -> int:
+    """What one message costs a chunk: its key and value as they came off the wire."""
+    message = event.message
+    return len(message.value or b"") + len(message.key or b"")
+
+
+async def _take_chunks(stream: Any, limits: ChunkLimits, within: float) -> AsyncGenerator[Sequence[Any], None]:
+    events: list[Any] = []
+    held = 0
+    buffer_full = asyncio.Event()
+    buffer_consumed = asyncio.Event()
+    buffer_consuming: asyncio.Future | None = None
+    stream_enable_acks = stream.enable_acks
+    channel_it = aiter(stream.channel)
+
+    async def wait_until_taken() -> None:
+        """Hand the chunk to the loop below and wait until it is processed and acked."""
+        buffer_full.set()
+        buffer_consumed.clear()
+        await stream.wait(buffer_consumed)
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal buffer_consuming, held
+        try:
+            if buffer_consuming is not None:
+                try:
+                    await buffer_consuming
+                finally:
+                    buffer_consuming = None
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("take_chunks found current_event is None")
+            size = message_bytes(event)
+            if limits.closes_before(len(events), held, size):
+                await wait_until_taken()
+            events.append(event)
+            held += size
+            if limits.is_full(len(events), held):
+                await wait_until_taken()
+        except asyncio.CancelledError:  # pragma: no cover
+            raise
+        except Exception as exc:
+            stream.log.exception("Error adding to take buffer: %r", exc)
+            await stream.crash(exc)
+        return value
+
+    stream.enable_acks = False
+    stream.add_processor(add_to_buffer)
+    stream._enable_passive(channel_it)  # noqa: SLF001 - as Faust's own take_events does
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(buffer_full, timeout=within)
+            if events:
+                # The processor must not add to the chunk while the loop body has it.
+                buffer_consuming = stream.loop.create_future()
+                try:
+                    yield list(events)
+                finally:
+                    for event in events:
+                        await stream.ack(event)
+                    events.clear()
+                    held = 0
+                    notify(buffer_consuming)
+                    buffer_full.clear()
+                    buffer_consumed.set()
+    finally:
+        stream.enable_acks = stream_enable_acks
+        stream._processors.remove(add_to_buffer)  # noqa: SLF001 - as Faust's own take_events does
