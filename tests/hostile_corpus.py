@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from stream_app.core.decode import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, REMOVED_MARKER, RejectReason
+from stream_app.core.decode import MAX_BATCH_EVENTS, MAX_MESSAGE_BYTES, RejectReason
+from stream_app.core.free_form import REMOVED_MARKER
 from tests.factories import OMIT, make_event_dict
 
 PROJECT = "proj-hostile"

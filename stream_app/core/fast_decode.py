@@ -37,19 +37,17 @@ from schemas.event import (
 )
 from stream_app.core.billable import BillableEvent, BillableToolCall, BillableUsage, as_billable, digest
 from stream_app.core.decode import (
-    DEFAULT_DENIED_CONTEXT_KEYS,
     MAX_BATCH_EVENTS,
     DecodedEvent,
     DecodeResult,
     MessageOrigin,
     Rejection,
-    _denied_context_path,
-    _free_form_problem,
     _key_text,
     _message_rejection,
     decode_item,
     decode_message,
 )
+from stream_app.core.free_form import DEFAULT_DENIED_CONTEXT_KEYS, denied_context_path, free_form_problem
 
 _Tokens = Annotated[int, Meta(ge=0, le=MAX_TOKENS)]
 _Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
@@ -259,7 +257,7 @@ def _accept(w: _WireEvent, checks: _Checks) -> BillableEvent | None:
         if context is None or metadata is None:
             return None
         item = {"context": context, "provider_metadata": metadata}
-        if _free_form_problem(item) is not None or _denied_context_path(item, checks.denied) is not None:
+        if free_form_problem(item) is not None or denied_context_path(item, checks.denied) is not None:
             return None
         try:
             _bounded_object(context, "context")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from producers import KafkaPublisher, ProducerError
-from stream_app.core.decode import DEFAULT_DENIED_CONTEXT_KEYS
+from stream_app.core.free_form import DEFAULT_DENIED_CONTEXT_KEYS
 from stream_app.ingest.keys import KeyFile, authenticate
 from stream_app.ingest.validation import DEFAULT_MAX_BODY_BYTES, IngestRejection, parse_ingest_body
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from schemas import UsageTrackingEvent
 from stream_app.core.decode import (
-    DEFAULT_DENIED_CONTEXT_KEYS,
     MAX_BATCH_EVENTS,
     MAX_MESSAGE_BYTES,
     MessageOrigin,
@@ -26,6 +25,7 @@ from stream_app.core.decode import (
     Rejection,
     decode_message,
 )
+from stream_app.core.free_form import DEFAULT_DENIED_CONTEXT_KEYS
 
 MAX_EVENTS_PER_REQUEST = MAX_BATCH_EVENTS
 # A body is published as it would be consumed: no larger than a message the worker reads.
