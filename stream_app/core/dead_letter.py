@@ -1,8 +1,11 @@
 """The dead-letter record: the original bytes, the reason, and where they came from (pure).
 
-`dead_letter_record` builds what the worker publishes; `parse_dead_letter`,
-`summarize_by_reason`, `export_lines` and `plan_replay` are what `usage-pipeline dlq`
-does with the records it reads back. No Kafka here: callers pass bytes in and out.
+The record format, both ways: `dead_letter_record` builds what the worker publishes;
+`parse_dead_letter` reads a record back, `describe_source` names where its input was and
+`export_lines` gives its original events for a person to fix. No Kafka here: callers pass
+bytes in and out. What `usage-pipeline dlq` does with many records is elsewhere:
+counting them by reason in `dead_letter_summary`, re-validating them for a replay in
+`dead_letter_replay`.
 """
 
 from __future__ import annotations
@@ -10,13 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from schemas import UsageTrackingEvent
-from stream_app.core.decode import MessageOrigin, Rejection, decode_message
+from stream_app.core.decode import MessageOrigin, Rejection
 
 DEAD_LETTER_VERSION = 1
 # Kafka refuses a message over 1 MiB by default (broker `message.max.bytes`, producer
@@ -178,72 +179,6 @@ def parse_dead_letter(key: bytes | None, value: bytes | None, *, partition: int 
     )
 
 
-@dataclass(slots=True)
-class ReasonSummary:
-    """What the dead letters of one reason have in common."""
-
-    reason: str
-    count: int = 0  # dead-letter records
-    distinct: int = 0  # distinct rejected inputs (a redelivered message is dead-lettered again)
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
-    example_detail: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "reason": self.reason,
-            "count": self.count,
-            "distinct": self.distinct,
-            "first_seen": self.first_seen.isoformat() if self.first_seen else None,
-            "last_seen": self.last_seen.isoformat() if self.last_seen else None,
-            "example_detail": self.example_detail,
-        }
-
-
-class DeadLetterSummary:
-    """Running summary by reason; feed it letters one at a time (the topic may be large)."""
-
-    def __init__(self) -> None:
-        self._by_reason: dict[str, ReasonSummary] = {}
-        self._inputs: set[tuple[str, int, int, int | None]] = set()
-        self._inputs_by_reason: set[tuple[str, tuple[str, int, int, int | None]]] = set()
-        self.total = 0
-
-    def add(self, letter: DeadLetter) -> None:
-        summary = self._by_reason.get(letter.reason)
-        if summary is None:
-            summary = self._by_reason[letter.reason] = ReasonSummary(letter.reason, example_detail=letter.detail)
-        self.total += 1
-        summary.count += 1
-        self._inputs.add(letter.source_position)
-        if (letter.reason, letter.source_position) not in self._inputs_by_reason:
-            self._inputs_by_reason.add((letter.reason, letter.source_position))
-            summary.distinct += 1
-        at = letter.rejected_at
-        if at is not None:
-            if summary.first_seen is None or at < summary.first_seen:
-                summary.first_seen = at
-            if summary.last_seen is None or at > summary.last_seen:
-                summary.last_seen = at
-
-    @property
-    def distinct(self) -> int:
-        """Distinct rejected inputs over all reasons."""
-        return len(self._inputs)
-
-    def reasons(self) -> list[ReasonSummary]:
-        """Most frequent reason first; ties by name."""
-        return sorted(self._by_reason.values(), key=lambda s: (-s.count, s.reason))
-
-
-def summarize_by_reason(letters: Iterable[DeadLetter]) -> list[ReasonSummary]:
-    """Count, distinct inputs, first/last seen and an example detail per reason."""
-    summary = DeadLetterSummary()
-    for letter in letters:
-        summary.add(letter)
-    return summary.reasons()
-
-
 def export_lines(letter: DeadLetter) -> list[str]:
     """The letter's original event JSON, one event per line, for a person to fix and replay.
 
@@ -271,139 +206,10 @@ def export_lines(letter: DeadLetter) -> list[str]:
     return [text.strip()]
 
 
-# --- replay -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayMessage:
-    """Bytes that pass every rule now, and the key to publish them with."""
-
-    key: bytes | None
-    value: bytes
-    events: tuple[UsageTrackingEvent, ...]
-    origin: str  # where they came from, for the report: a dead letter's source or a file line
-
-
-@dataclass(frozen=True, slots=True)
-class ReplaySkip:
-    """A dead letter or a line that still cannot be billed, and why."""
-
-    origin: str
-    reason: str
-    detail: str
-
-
-@dataclass(slots=True)
-class ReplayPlan:
-    """What a replay would publish, and what it leaves alone."""
-
-    ready: list[ReplayMessage] = field(default_factory=list)
-    skipped: list[ReplaySkip] = field(default_factory=list)
-    repeats: int = 0  # dead letters of an input already planned (redelivery dead-letters twice)
-
-    @property
-    def events(self) -> int:
-        return sum(len(message.events) for message in self.ready)
-
-
-class ReplayPlanner:
-    """Re-validates dead letters one at a time with the current rules (see `plan_replay`)."""
-
-    def __init__(self, *, now: datetime, max_future_skew: timedelta, reason: str | None = None) -> None:
-        self.now = now
-        self.max_future_skew = max_future_skew
-        self.reason = reason
-        self.plan = ReplayPlan()
-        self._planned: set[tuple[str, int, int, int | None]] = set()
-
-    def add(self, letter: DeadLetter) -> ReplayMessage | ReplaySkip | None:
-        """Plan one letter; None when it is not selected or its input was planned already."""
-        if self.reason is not None and letter.reason != self.reason:
-            return None
-        if letter.source_position in self._planned:
-            self.plan.repeats += 1
-            return None
-        self._planned.add(letter.source_position)
-        where = describe_source(letter)
-        if letter.raw_truncated:
-            return self._skip(ReplaySkip(where, letter.reason, "the dead letter holds only a prefix of the message"))
-        result = decode_message(letter.raw, letter.source, now=self.now, max_future_skew=self.max_future_skew)
-        if result.rejections:
-            first = result.rejections[0]
-            return self._skip(ReplaySkip(where, first.reason, first.detail))
-        events = tuple(decoded.event for decoded in result.events)
-        message = ReplayMessage(_replay_key(letter.source.key, events), letter.raw, events, where)
-        self.plan.ready.append(message)
-        return message
-
-    def _skip(self, skip: ReplaySkip) -> ReplaySkip:
-        self.plan.skipped.append(skip)
-        return skip
-
-
-def plan_replay(
-    letters: Iterable[DeadLetter],
-    *,
-    now: datetime,
-    max_future_skew: timedelta,
-    reason: str | None = None,
-) -> ReplayPlan:
-    """Re-validate each dead letter's original bytes with the current rules.
-
-    A letter is ready when its bytes, under its original key, now decode with no
-    rejection at all (e.g. a `future_timestamp` event whose time has come); it is then
-    re-published byte for byte. Everything else is skipped with the reason it fails now.
-    Each rejected input is planned once, however often it was dead-lettered.
-    """
-    planner = ReplayPlanner(now=now, max_future_skew=max_future_skew, reason=reason)
-    for letter in letters:
-        planner.add(letter)
-    return planner.plan
-
-
-def plan_file_replay(
-    lines: Iterable[bytes], *, now: datetime, max_future_skew: timedelta, source_name: str = "file"
-) -> ReplayPlan:
-    """Validate corrected events, one JSON object per line, with the consumer's own rules.
-
-    Blank lines are skipped and a UTF-8 byte order mark on the first line is ignored; a
-    good line is published as it is, keyed by its project_id. A bad line is skipped with
-    `line N` and the reason, exactly as the worker would have dead-lettered it.
-    """
-    plan = ReplayPlan()
-    for number, line in enumerate(lines, start=1):
-        if number == 1:
-            line = line.removeprefix(b"\xef\xbb\xbf")
-        line = line.strip()
-        if not line:
-            continue
-        where = f"line {number}"
-        origin = MessageOrigin(source_name, 0, number, None)
-        result = decode_message(line, origin, now=now, max_future_skew=max_future_skew)
-        if result.rejections:
-            first = result.rejections[0]
-            plan.skipped.append(ReplaySkip(where, first.reason, first.detail))
-        elif any(decoded.index is not None for decoded in result.events):
-            plan.skipped.append(ReplaySkip(where, "not_an_event", "a line holds one event object, not an array"))
-        else:
-            events = tuple(decoded.event for decoded in result.events)
-            plan.ready.append(ReplayMessage(events[0].project_id.encode(), line, events, where))
-    return plan
-
-
 def describe_source(letter: DeadLetter) -> str:
     """`topic[partition]@offset` and the batch index, e.g. `llm.usage.events[2]@1041#7`."""
     where = f"{letter.source.topic}[{letter.source.partition}]@{letter.source.offset}"
     return where if letter.batch_index is None else f"{where}#{letter.batch_index}"
-
-
-def _replay_key(original: bytes | None, events: tuple[UsageTrackingEvent, ...]) -> bytes | None:
-    # A keyed message passed the key check, so its key is its project_id already; a
-    # keyless one gets the project_id as key (SPEC.md §1) when all its events share one.
-    if original:
-        return original
-    projects = {event.project_id for event in events}
-    return projects.pop().encode() if len(projects) == 1 else None
 
 
 def _encode(value: dict[str, Any]) -> bytes:

@@ -17,10 +17,9 @@ from stream_app.core.dead_letter import (
     describe_source,
     export_lines,
     parse_dead_letter,
-    plan_file_replay,
-    plan_replay,
-    summarize_by_reason,
 )
+from stream_app.core.dead_letter_replay import plan_file_replay, plan_replay
+from stream_app.core.dead_letter_summary import summarize_by_reason
 from stream_app.core.decode import MessageOrigin, Rejection, decode_message
 from tests.factories import OMIT, make_event_dict
 
