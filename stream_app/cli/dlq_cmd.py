@@ -3,6 +3,10 @@
 Every action reads the dead-letter topic from its beginning up to the end offsets it has
 when the action starts, with no consumer group: nothing is committed, any number of
 people can run it at once, and running workers are not disturbed. Needs Kafka only.
+
+This module is the command line (arguments, exit statuses, what goes to stdout and
+stderr); reading the topic is `dlq_topic`, rendering `inspect` is `dlq_report`, and the
+decisions about letters (summary, export, replay plans) are pure, in `stream_app.core`.
 """
 
 from __future__ import annotations
@@ -10,28 +14,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import heapq
-import json
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
-from producers.kafka_security import kafka_client_kwargs
+from stream_app.cli.dlq_report import InspectReport, render_inspect_json, render_inspect_table
+from stream_app.cli.dlq_topic import DeadLetterReader
 from stream_app.cli.line_input import open_lines
 from stream_app.errors import PipelineError
 
 if TYPE_CHECKING:
     from producers.kafka_security import KafkaSecurity
-    from stream_app.core.dead_letter import DeadLetter, ReplayMessage, ReplayPlan
+    from stream_app.core.dead_letter import DeadLetter
+    from stream_app.core.dead_letter_replay import ReplayMessage, ReplayPlan
     from stream_app.settings import PipelineSettings
 
-# A read that makes no progress for this long means the broker stopped answering.
-READ_STALL_SECONDS = 30.0
 # Messages published concurrently by a replay before it waits for their acknowledgements.
 REPLAY_CHUNK = 500
-_DETAIL_COLUMN = 72
 
 _DESCRIPTION = """\
 Dead letters are the inputs the worker could not bill: each holds the original bytes,
@@ -138,21 +138,10 @@ def run_inspect(args: argparse.Namespace, settings: PipelineSettings) -> int:
     return 0
 
 
-@dataclass
-class InspectReport:
-    topic: str
-    exists: bool
-    total: int
-    distinct: int
-    unreadable: int
-    reasons: list[Any]  # ReasonSummary
-    entries: list[DeadLetter]
-
-
 async def _inspect(
     bootstrap: str, topic: str, *, reason: str | None, limit: int, security: KafkaSecurity | None = None
 ) -> InspectReport:
-    from stream_app.core.dead_letter import DeadLetterSummary
+    from stream_app.core.dead_letter_summary import DeadLetterSummary
 
     summary = DeadLetterSummary()
     latest: list[tuple[tuple[float, int, int], int, DeadLetter]] = []  # a min-heap of the newest `limit`
@@ -174,61 +163,6 @@ async def _inspect(
                 heapq.heappushpop(latest, item)
     entries = [letter for _, _, letter in sorted(latest, key=lambda item: item[:2])]
     return InspectReport(topic, reader.exists, summary.total, summary.distinct, unreadable, summary.reasons(), entries)
-
-
-def render_inspect_json(report: InspectReport) -> str:
-    """The report as one JSON object."""
-    document = {
-        "topic": report.topic,
-        "dead_letters": report.total,
-        "distinct_inputs": report.distinct,
-        "unreadable": report.unreadable,
-        "reasons": [summary.as_dict() for summary in report.reasons],
-        "entries": [letter.as_dict() for letter in report.entries],
-    }
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-
-
-def render_inspect_table(report: InspectReport) -> str:
-    """The report as aligned text: one line per reason, then the listed letters."""
-    if not report.exists:
-        return f"no dead letters: the topic {report.topic} does not exist yet\n"
-    lines = [f"{report.total} dead letters on {report.topic} ({report.distinct} distinct inputs)"]
-    if report.unreadable:
-        lines.append(f"{report.unreadable} records on the topic are not dead letters this version can read")
-    if report.reasons:
-        rows = [
-            [s.reason, str(s.count), str(s.distinct), _when(s.first_seen), _when(s.last_seen), _one_line(s.example_detail)]
-            for s in report.reasons
-        ]
-        lines += ["", *_table(["reason", "count", "distinct", "first seen", "last seen", "example"], rows, numeric=frozenset({1, 2}))]
-    if report.entries:
-        from stream_app.core.dead_letter import describe_source
-
-        rows = [
-            [_when(letter.rejected_at), letter.reason, describe_source(letter), letter.event_id or "-", _one_line(letter.detail)]
-            for letter in report.entries
-        ]
-        lines += ["", f"most recent {len(rows)}:", *_table(["rejected at", "reason", "source", "event_id", "detail"], rows)]
-    return "\n".join(lines) + "\n"
-
-
-def _table(header: list[str], rows: list[list[str]], numeric: frozenset[int] = frozenset()) -> list[str]:
-    widths = [max(len(header[i]), *(len(row[i]) for row in rows)) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return [line(header), "  ".join("-" * w for w in widths), *(line(row) for row in rows)]
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
-
-
-def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _DETAIL_COLUMN else text[: _DETAIL_COLUMN - 1] + "…"
 
 
 # --- export -------------------------------------------------------------------------------
@@ -284,7 +218,7 @@ def run_replay(args: argparse.Namespace, settings: PipelineSettings) -> int:
     skew = timedelta(seconds=settings.max_future_skew_seconds)
     bootstrap = None if args.dry_run and args.file else _bootstrap(settings)
     if args.file:
-        from stream_app.core.dead_letter import plan_file_replay
+        from stream_app.core.dead_letter_replay import plan_file_replay
 
         with open_lines(args.file) as lines:
             plan = plan_file_replay(lines, now=now, max_future_skew=skew, source_name=args.file)
@@ -303,7 +237,7 @@ def run_replay(args: argparse.Namespace, settings: PipelineSettings) -> int:
 async def _plan_from_topic(
     bootstrap: str, topic: str, now: datetime, skew: timedelta, reason: str | None, security: KafkaSecurity | None = None
 ) -> ReplayPlan:
-    from stream_app.core.dead_letter import ReplayPlanner
+    from stream_app.core.dead_letter_replay import ReplayPlanner
 
     planner = ReplayPlanner(now=now, max_future_skew=skew, reason=reason)
     async for letter in DeadLetterReader(bootstrap, topic, security).letters():
@@ -344,103 +278,6 @@ def _replay_summary(plan: ReplayPlan, topic: str, *, from_file: bool, dry_run: b
     if plan.repeats:
         text += f"; {plan.repeats} repeated dead letters of the same inputs ignored"
     return text + ("; published nothing (dry run)" if dry_run else "")
-
-
-# --- reading the dead-letter topic ----------------------------------------------------------
-
-
-class DeadLetterReader:
-    """Reads a topic from its beginning to the end offsets it had when reading began."""
-
-    def __init__(self, bootstrap: str, topic: str, security: KafkaSecurity | None = None) -> None:
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.security = security
-        self.exists = True
-
-    async def letters(self) -> AsyncIterator[DeadLetter | None]:
-        """Each record as a `DeadLetter`, or None for a record that is not one."""
-        from stream_app.core.dead_letter import DeadLetterFormatError, parse_dead_letter
-
-        async for partition, offset, key, value in self.records():
-            try:
-                yield parse_dead_letter(key, value, partition=partition, offset=offset)
-            except DeadLetterFormatError:
-                yield None
-
-    async def records(self) -> AsyncIterator[tuple[int, int, bytes | None, bytes | None]]:
-        """(partition, offset, key, value) of every record, partition by partition interleaved."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-        from aiokafka.errors import KafkaError
-
-        try:
-            numbers = await self._partitions()
-        except KafkaError as exc:
-            raise PipelineError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
-        if numbers is None:
-            self.exists = False
-            return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,  # no group: nothing is committed, nobody is rebalanced
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            client_id="usage-pipeline-dlq",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            **kafka_client_kwargs(self.security),
-        )
-        try:
-            await consumer.start()
-        except KafkaError as exc:
-            await consumer.stop()
-            raise PipelineError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
-        try:
-            partitions = [TopicPartition(self.topic, number) for number in numbers]
-            consumer.assign(partitions)
-            begin = await consumer.beginning_offsets(partitions)
-            end = await consumer.end_offsets(partitions)
-            pending = {tp for tp in partitions if end[tp] > begin[tp]}
-            for tp in pending:
-                consumer.seek(tp, begin[tp])
-            loop = asyncio.get_running_loop()
-            last_progress = loop.time()
-            while pending:
-                batches = await consumer.getmany(*pending, timeout_ms=500)
-                for tp, records in batches.items():
-                    for record in records:
-                        if record.offset < end[tp]:
-                            yield tp.partition, record.offset, record.key, record.value
-                    if records:
-                        last_progress = loop.time()
-                for tp in list(pending):
-                    if await consumer.position(tp) >= end[tp]:
-                        pending.discard(tp)
-                if pending and loop.time() - last_progress > READ_STALL_SECONDS:
-                    raise PipelineError(
-                        f"reading {self.topic} made no progress for {READ_STALL_SECONDS:.0f} s "
-                        f"(partitions {sorted(tp.partition for tp in pending)} not read to their end)"
-                    )
-        except KafkaError as exc:
-            raise PipelineError(f"reading {self.topic} at {self.bootstrap} failed: {exc}") from exc
-        finally:
-            await consumer.stop()
-
-    async def _partitions(self) -> list[int] | None:
-        """The topic's partition numbers, or None if it does not exist."""
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap, client_id="usage-pipeline-dlq", **kafka_client_kwargs(self.security)
-        )
-        try:
-            await admin.start()
-            # Every topic: a metadata request naming this one could create it (auto.create.topics.enable).
-            for topic in await admin.describe_topics():
-                if topic["topic"] == self.topic and topic["error_code"] == 0:
-                    return sorted(partition["partition"] for partition in topic["partitions"])
-            return None
-        finally:
-            await admin.close()
 
 
 def _bootstrap(settings: PipelineSettings) -> str:
