@@ -17,7 +17,8 @@ from stream_app.core.billable import BillableEvent
 from stream_app.core.counting import Copy
 from stream_app.core.decode import Rejection
 from stream_app.core.pricing import PriceStatus, PricedCost, stored_cost
-from stream_app.core.windows import WINDOW_TOTAL_FIELDS, WindowAggregator
+from stream_app.core.window_cells import CELL_COLUMNS, CellKey, Contribution, cell_levels, contributions
+from stream_app.core.windows import WindowAggregator
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -67,22 +68,8 @@ PRICING_COLUMNS: tuple[str, ...] = (
 
 ZERO_COST = Decimal(0)
 
-# One row per (window, source message): see stream_app/core/windows.py for why.
-WINDOW_COLUMNS: tuple[str, ...] = (
-    "grouping",
-    "project_id",
-    "agent_name",
-    "session_id",
-    "provider",
-    "model",
-    "window_start",
-    "window_seconds",
-    "src_topic",
-    "src_partition",
-    "src_offset",
-    *WINDOW_TOTAL_FIELDS,
-    "version",
-)
+# One row per window cell (window, level, source partition): see stream_app/core/window_cells.py.
+WINDOW_COLUMNS: tuple[str, ...] = CELL_COLUMNS
 
 TOOL_COLUMNS: tuple[str, ...] = (
     "project_id",
@@ -118,6 +105,9 @@ class ChunkRows:
     """Everything one chunk writes."""
 
     event_rows: list[tuple] = field(default_factory=list)
+    # Each window cell's per-message contributions; the sink folds them into the stored
+    # cells (`window_rows`, what it wrote) once it has read how far those cover.
+    window_parts: dict[CellKey, list[Contribution]] = field(default_factory=dict)
     window_rows: list[tuple] = field(default_factory=list)
     tool_rows: list[tuple] = field(default_factory=list)
     rejection_rows: list[tuple] = field(default_factory=list)
@@ -132,10 +122,12 @@ class ChunkRows:
         """Add another part's rows (a chunk written message by message)."""
         for name in ("event_rows", "window_rows", "tool_rows", "rejection_rows", "rejections"):
             getattr(self, name).extend(getattr(other, name))
+        for key, parts in other.window_parts.items():
+            self.window_parts.setdefault(key, []).extend(parts)
         self.unpriced_events += other.unpriced_events
 
 
-# Window rows of a dead-lettered (poison) message: empty, and newer than any reprice.
+# Tool rows of a dead-lettered (poison) message: empty, and newer than any reprice.
 TOMBSTONE_VERSION = 2**32 - 1
 
 
@@ -148,7 +140,7 @@ def build_chunk_rows(
     ingested_at: datetime,
     generation: int = 0,
 ) -> ChunkRows:
-    """Price the billed copies, flatten them, and sum them into per-message windows."""
+    """Price the billed copies, flatten them, and sum them into per-message window contributions."""
     rows = ChunkRows()
     aggregator = WindowAggregator(window_seconds)
     for copy in accepted:
@@ -158,7 +150,7 @@ def build_chunk_rows(
         rows.unpriced_events += not is_priced
         start = aggregator.add_event(copy.item.event, cost, is_priced, copy.source)
         rows.event_rows.append(event_row(copy, priced, start, ingested_at, generation))
-    rows.window_rows = window_rows(aggregator, generation)
+    rows.window_parts = contributions(aggregator.window_cells(), cell_levels(window_seconds))
     rows.tool_rows = tool_rows(aggregator, generation)
     rows.rejections = list(rejections)
     rows.rejection_rows = [rejection_row(r, ingested_at) for r in rejections]
@@ -168,31 +160,22 @@ def build_chunk_rows(
 def tombstone_rows(
     copies: Sequence[Copy], rejections: Sequence[Rejection], *, window_seconds: int, rejected_at: datetime
 ) -> ChunkRows:
-    """Rows that empty every window a message's copies would fill, plus their dead letters.
+    """Rows that empty every tool window a message's copies would fill, plus their dead letters.
 
     Written when a message is dead-lettered after an attempt may already have written
-    some of its window rows: the empty rows replace them under the same keys.
+    some of its tool rows: the empty rows replace them under the same keys. Its window
+    cells need nothing: they are written after its events, which were refused.
     """
     aggregator = WindowAggregator(window_seconds)
     for copy in copies:
         aggregator.add_event(copy.item.event, ZERO_COST, True, copy.source)
     rows = ChunkRows()
-    empty = (0,) * len(WINDOW_TOTAL_FIELDS)
-    rows.window_rows = [
-        (*key[:7], window_seconds, *key[7], *empty, TOMBSTONE_VERSION) for key, _totals in aggregator.window_cells()
-    ]
     rows.tool_rows = [
         (*key[:4], window_seconds, *key[4], 0, 0, [], TOMBSTONE_VERSION) for key, _cell in aggregator.tool_cells()
     ]
     rows.rejections = list(rejections)
     rows.rejection_rows = [rejection_row(r, rejected_at) for r in rejections]
     return rows
-
-
-def window_rows(aggregator: WindowAggregator, version: int) -> list[tuple]:
-    """The aggregator's window totals as `WINDOW_COLUMNS` rows."""
-    seconds = aggregator.window_seconds
-    return [(*key[:7], seconds, *key[7], *totals, version) for key, totals in aggregator.window_cells()]
 
 
 def tool_rows(aggregator: WindowAggregator, version: int) -> list[tuple]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from stream_app.core.counting import EventKey, StoredCopy, content_from_stored
 from stream_app.core.repricing import RepriceSummary, UsagePricer, reprice_rows
-from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, TOOL_COLUMNS, WINDOW_COLUMNS, ChunkRows
+from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, TOOL_COLUMNS, ChunkRows
+from stream_app.core.window_cells import CELL_COLUMNS, CellKey, StoredCell, fold
 from stream_app.core.windows import Source
 from stream_app.errors import ConfigurationError, SinkError
 from stream_app.sink.faults import FaultPlan, FaultyClient
@@ -28,13 +29,13 @@ from stream_app.sink.location import (  # noqa: F401 - re-exported: the sink's p
     parse_clickhouse_url,
     redact_url_password,
 )
+from stream_app.sink.cell_rebuild import rebuild_days, stale_days_sql
 from stream_app.sink.lookups import (
     STORED_CONTENT_COLUMNS,
     lookup_statements,
-    stale_messages_sql,
+    stored_cell_statements,
     stored_content_statements,
 )
-from stream_app.sink.message_windows import message_windows_insert_sql
 from stream_app.sink.queries import (
     MISSING_PRICE_COLUMNS,
     PROVIDER_COST_COLUMNS,
@@ -46,6 +47,7 @@ from stream_app.sink.queries import (
     report_records,
     report_sql,
     reprice_page_sql,
+    scope_conditions,
 )
 from stream_app.sink.schema import (
     MIGRATIONS_TABLE,
@@ -211,23 +213,19 @@ class ClickHouseSink:
         return out
 
     def write_rows(self, rows: ChunkRows) -> None:
-        """One attempt at writing a chunk: dead letters, window and tool rows, then billed events.
+        """One attempt at writing a chunk: dead letters, tool rows, billed events, then window cells.
 
-        Every row is keyed by its source message (events by their key and source), so
-        a crash between any two of these inserts is repaired by the replay: the next
-        attempt finds the same billed copies and rewrites the same keys. Windows go
-        before events so that a stored event always has its windows stored too (a
-        replay then only rewrites identical rows).
+        Every row is keyed by its source (events by their key and source message, cells
+        by their partition and coverage), so a crash between any two of these inserts is
+        repaired by the replay: the next attempt finds the same billed copies, rewrites
+        the same keys, and adds to a cell only the messages it does not cover yet. Events
+        go before cells, so the stored events of a partition are always a prefix of its
+        messages, from which a cell can be rebuilt (`reprice`, repairs).
         """
         database = self.location.database
         with self._lock:
             if rows.rejection_rows:
                 self.client.insert("usage_rejections", rows.rejection_rows, column_names=list(REJECTION_COLUMNS), database=database)
-            if rows.window_rows:
-                self.client.insert(
-                    "usage_windows", rows.window_rows, column_names=list(WINDOW_COLUMNS), database=database,
-                    settings=_ANY_PARTITIONS,
-                )
             if rows.tool_rows:
                 self.client.insert(
                     "usage_tool_windows", rows.tool_rows, column_names=list(TOOL_COLUMNS), database=database,
@@ -235,9 +233,28 @@ class ClickHouseSink:
                 )
             if rows.event_rows:
                 self.client.insert("usage_events", rows.event_rows, column_names=list(EVENT_COLUMNS), database=database)
+            if rows.window_parts:
+                rows.window_rows = fold(rows.window_parts, self._stored_cells(list(rows.window_parts)))
+                if rows.window_rows:
+                    self.client.insert(
+                        "usage_window_cells", rows.window_rows, column_names=list(CELL_COLUMNS), database=database,
+                        settings=_ANY_PARTITIONS,
+                    )
         self.stats.chunks_written += 1
         self.stats.events_written += rows.events
         self.stats.rejections_written += len(rows.rejection_rows)
+
+    def _stored_cells(self, keys: list[CellKey]) -> dict[CellKey, StoredCell]:
+        """The winning stored row of each cell that has one (caller holds the lock)."""
+        wanted = set(keys)
+        best: dict[CellKey, tuple] = {}
+        n = len(CellKey._fields)
+        for sql in stored_cell_statements(self.location.database, keys):
+            for row in self.client.query(sql).result_rows:
+                key = CellKey(*row[:7], _utc(row[7]), row[8], int(row[9]))
+                if key in wanted and (key not in best or row[-1] >= best[key][-1]):
+                    best[key] = row
+        return {key: StoredCell(int(row[n]), int(row[n + 1]), tuple(row[n + 2 : -1])) for key, row in best.items()}
 
     def report(self, query: ReportQuery) -> list[dict[str, Any]]:
         """Billing totals for `usage-pipeline report`, from the window rows."""
@@ -297,26 +314,38 @@ class ClickHouseSink:
         summary.windows_recomputed = self.rebuild_stale_windows(scope)
         if summary.changed or summary.windows_recomputed:
             log.info(
-                "repriced %d events (generation %d), rebuilt the windows of %d messages",
+                "repriced %d events (generation %d), rebuilt the window cells of %d days",
                 summary.changed, generation, summary.windows_recomputed,
             )
         return summary
 
-    def rebuild_stale_windows(self, scope: EventScope, batch: int = 500) -> int:
-        """Rebuild the windows of messages whose events were repriced after them; returns how many."""
+    def rebuild_stale_windows(self, scope: EventScope, passes: int = 3) -> int:
+        """Rebuild the cells of days whose events were repriced after them; returns how many days.
+
+        Looks again after each pass: a worker folding a cell it read just before a
+        rebuild writes the old prices back with more coverage, and the day shows stale.
+        """
         database = self.location.database
-        stale: dict[str, list[tuple[str, int, int]]] = {}
-        for project_id, topic, partition, offset, _generation in self.query_rows(stale_messages_sql(database, scope)):
-            stale.setdefault(project_id, []).append((topic, int(partition), int(offset)))
-        for project_id, sources in stale.items():
-            for i in range(0, len(sources), batch):
-                listed = ", ".join(f"({quote_string(t)}, {p}, {o})" for t, p, o in sources[i : i + batch])
-                where = f"project_id = {quote_string(project_id)} AND (kafka_topic, kafka_partition, kafka_offset) IN ({listed})"
-                with self._lock:
-                    self.client.command(
-                        message_windows_insert_sql(database, where, window_seconds=self.window_seconds)
-                    )
-        return sum(len(s) for s in stale.values())
+        where = " AND ".join(scope_conditions(scope))
+        rebuilt = 0
+        for _ in range(passes):
+            stale = [(p, d, int(n)) for p, d, n in self.query_rows(stale_days_sql(database, where))]
+            if not stale:
+                break
+            with self._lock:
+                rebuilt += rebuild_days(self.client, database, self.window_seconds, stale)
+        else:
+            log.warning("window cells of repriced events are still being rewritten by a worker; run reprice again")
+        return rebuilt
+
+    def rebuild_cells_of_days(self, days: list[tuple[str, Any]]) -> int:
+        """Rebuild every cell of these (project_id, day) from the stored events (a repair)."""
+        with self._lock:
+            return rebuild_days(self.client, self.location.database, self.window_seconds, [(p, d, 0) for p, d in days])
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,8 +1,9 @@
 """The dashboard's panel queries, built as exact SQL strings by pure functions (tested as strings).
 
-Every billing panel reads the pre-aggregated window rows (`usage_windows`,
-`usage_tool_windows`) with `FINAL`, exactly as `report_sql` does, so a panel costs in
-proportion to the windows in its range, never to the events stored. The one exception
+Every billing panel reads the pre-aggregated window cells (`usage_window_cells`, in
+whole days, whole hours and single windows, `stream_app/sink/levels.py`) and tool rows
+(`usage_tool_windows`) with `FINAL`, exactly as `report_sql` does, so a panel costs in
+proportion to the cells in its range, never to the events stored. The one exception
 is the recent-failures list, whose error texts only the billed events keep: it is
 bounded (one project, a time range of at most `FAILURES_MAX_SECONDS`, 50 rows) and
 marked `reads_events`, so a benchmark can tell it apart.
@@ -17,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from stream_app.core.window_cells import cell_levels
+from stream_app.sink.levels import level_pieces, pieces_condition
 from stream_app.sink.schema import quote_identifier, quote_string
 
 # Preset ranges: their span in seconds.
@@ -63,6 +66,7 @@ class DashboardFilter:
     project: str | None = None
     agent: str | None = None
     stack: str = "model"
+    window_seconds: int = 60
 
     def __post_init__(self) -> None:
         if self.since >= self.until:
@@ -106,14 +110,16 @@ def resolve_filter(
         end = -(-int(until.timestamp()) // window_seconds) * window_seconds
         if start >= end:
             raise ValueError("since must be before until")
-        return DashboardFilter(start, end, bucket_for_span(end - start, window_seconds), project, agent, stack)
+        return DashboardFilter(
+            start, end, bucket_for_span(end - start, window_seconds), project, agent, stack, window_seconds
+        )
     if range_name not in RANGES:
         raise ValueError(f"range must be one of {', '.join([*RANGES, 'custom'])}, not {range_name!r}")
     span = RANGES[range_name]
     bucket = bucket_for_span(span, window_seconds)
     end = -(-int(now.timestamp()) // window_seconds) * window_seconds
     start = (end - span) // bucket * bucket
-    return DashboardFilter(start, end, bucket, project, agent, stack)
+    return DashboardFilter(start, end, bucket, project, agent, stack, window_seconds)
 
 
 @dataclass(frozen=True)
@@ -146,20 +152,25 @@ def panels(database: str, f: DashboardFilter) -> list[Panel]:
     ]
 
 
-def _windows_where(f: DashboardFilter, grouping: str, *, agent: bool = True) -> str:
+def _windows_where(f: DashboardFilter, grouping: str, *, agent: bool = True, bucketed: bool = False) -> str:
+    """Cells of one grouping in the filter's scope, tiling its range (within each bucket when bucketed)."""
+    pieces = level_pieces(f.since, f.until, cell_levels(f.window_seconds), f.bucket_seconds if bucketed else None)
     conditions = [
         f"grouping = {quote_string(grouping)}",
-        *_scope(f, agent=agent),
+        *_scope(f, agent=agent, times=False),
+        pieces_condition(pieces),
     ]
     return " WHERE " + " AND ".join(conditions)
 
 
-def _scope(f: DashboardFilter, *, agent: bool = True) -> list[str]:
+def _scope(f: DashboardFilter, *, agent: bool = True, times: bool = True) -> list[str]:
     conditions = []
     if f.project is not None:
         conditions.append(f"project_id = {quote_string(f.project)}")
     if agent and f.agent is not None:
         conditions.append(f"agent_name = {quote_string(f.agent)}")
+    if not times:
+        return conditions
     conditions.append(f"window_start >= toDateTime({int(f.since)}, 'UTC')")
     conditions.append(f"window_start < toDateTime({int(f.until)}, 'UTC')")
     return conditions
@@ -179,7 +190,7 @@ def _bucket(f: DashboardFilter) -> str:
 def summary_panel(database: str, f: DashboardFilter) -> Panel:
     """The summary cards: the report's totals over the whole filter, one row."""
     sql = (
-        f"SELECT {_TOTALS} FROM {quote_identifier(database)}.usage_windows FINAL"
+        f"SELECT {_TOTALS} FROM {quote_identifier(database)}.usage_window_cells FINAL"
         f"{_windows_where(f, _totals_grouping(f))}{_FINAL_SETTINGS}"
     )
     return Panel("summary", TOTAL_FIELDS, sql)
@@ -213,7 +224,7 @@ def cost_over_time_panel(database: str, f: DashboardFilter) -> Panel:
     grouping, expression = stacked
     inner = (
         f"SELECT {_bucket(f)}, {expression} AS name, sum(cost_usd) AS cost_usd "
-        f"FROM {quote_identifier(database)}.usage_windows FINAL{_windows_where(f, grouping)} GROUP BY bucket, name"
+        f"FROM {quote_identifier(database)}.usage_window_cells FINAL{_windows_where(f, grouping, bucketed=True)} GROUP BY bucket, name"
     )
     return Panel("cost_over_time", columns, _top_series(inner, "cost_usd") + _FINAL_SETTINGS)
 
@@ -223,7 +234,7 @@ def tokens_over_time_panel(database: str, f: DashboardFilter) -> Panel:
     sql = (
         f"SELECT {_bucket(f)}, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
         "sum(cache_read_tokens) AS cache_read_tokens, sum(reasoning_tokens) AS reasoning_tokens "
-        f"FROM {quote_identifier(database)}.usage_windows FINAL{_windows_where(f, _totals_grouping(f))} "
+        f"FROM {quote_identifier(database)}.usage_window_cells FINAL{_windows_where(f, _totals_grouping(f), bucketed=True)} "
         f"GROUP BY bucket ORDER BY bucket{_FINAL_SETTINGS}"
     )
     return Panel("tokens_over_time", ("bucket", "input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens"), sql)
@@ -247,7 +258,7 @@ def top_panel(database: str, f: DashboardFilter, kind: str) -> Panel:
         return Panel(name, columns, None, f"{kind} are not available for one agent: windows group {kind} by project")
     key_list = ", ".join(keys)
     sql = (
-        f"SELECT {key_list}, {_TOTALS} FROM {quote_identifier(database)}.usage_windows FINAL"
+        f"SELECT {key_list}, {_TOTALS} FROM {quote_identifier(database)}.usage_window_cells FINAL"
         f"{_windows_where(f, grouping or _totals_grouping(f))} GROUP BY {key_list} "
         f"ORDER BY cost_usd DESC, {key_list} LIMIT {TOP_ROWS}{_FINAL_SETTINGS}"
     )
@@ -258,7 +269,7 @@ def unpriced_models_panel(database: str, f: DashboardFilter) -> Panel:
     """Every model with unpriced events in the range (project-wide: windows group models by project)."""
     sql = (
         "SELECT provider, model, sum(unpriced_events) AS unpriced_events, sum(events) AS events "
-        f"FROM {quote_identifier(database)}.usage_windows FINAL{_windows_where(f, 'model', agent=False)} "
+        f"FROM {quote_identifier(database)}.usage_window_cells FINAL{_windows_where(f, 'model', agent=False)} "
         f"GROUP BY provider, model HAVING unpriced_events > 0 ORDER BY unpriced_events DESC, provider, model{_FINAL_SETTINGS}"
     )
     return Panel("unpriced_models", ("provider", "model", "unpriced_events", "events"), sql)
@@ -328,9 +339,10 @@ def recent_failures_panel(database: str, f: DashboardFilter) -> Panel:
 def choices_panel(database: str, f: DashboardFilter) -> Panel:
     """The projects and agents with usage in the range, for the filter menus (no FINAL: names only)."""
     # Not narrowed by the project or agent chosen: the menus must offer the others too.
-    conditions = ["grouping = 'agent'", *_scope(DashboardFilter(f.since, f.until, f.bucket_seconds))]
+    pieces = level_pieces(f.since, f.until, cell_levels(f.window_seconds))
+    conditions = ["grouping = 'agent'", pieces_condition(pieces)]
     sql = (
-        f"SELECT DISTINCT project_id, agent_name FROM {quote_identifier(database)}.usage_windows "
+        f"SELECT DISTINCT project_id, agent_name FROM {quote_identifier(database)}.usage_window_cells "
         f"WHERE {' AND '.join(conditions)} ORDER BY project_id, agent_name LIMIT 1000"
     )
     return Panel("choices", ("project_id", "agent_name"), sql)

@@ -40,7 +40,7 @@ class FaultPlan:
 
 # What a crash looks like from outside: the process is gone, mid-chunk, without a word.
 CRASH_EXIT_CODE = 70
-CRASHABLE_TABLES = ("usage_rejections", "usage_windows", "usage_tool_windows", "usage_events")
+CRASHABLE_TABLES = ("usage_rejections", "usage_tool_windows", "usage_events", "usage_window_cells")
 
 
 def parse_fault_plan(text: str) -> FaultPlan:
@@ -64,7 +64,7 @@ def parse_fault_plan(text: str) -> FaultPlan:
         except ValueError:
             raise ConfigurationError(
                 f"USAGE_SINK_FAULT_PLAN: cannot read {part!r}; use e.g. "
-                "'fail_inserts=3,fail_after_insert=2,outage_seconds=30' or 'crash_after=usage_windows' "
+                "'fail_inserts=3,fail_after_insert=2,outage_seconds=30' or 'crash_after=usage_window_cells' "
                 f"(tables: {', '.join(CRASHABLE_TABLES)})"
             ) from None
     return plan

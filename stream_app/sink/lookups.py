@@ -10,8 +10,10 @@ however large or spread out a chunk is (a backfill of a month in one chunk inclu
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 from stream_app.core.counting import CONTENT_FIELDS
+from stream_app.core.window_cells import CELL_COLUMNS, CellKey
 from stream_app.sink.queries import EventScope, _epoch_micros
 from stream_app.sink.schema import quote_identifier, quote_string
 
@@ -100,3 +102,33 @@ LEFT JOIN (
     AND e.kafka_partition = w.src_partition AND e.kafka_offset = w.src_offset
 WHERE e.generation > w.version
 ORDER BY e.project_id, e.kafka_topic, e.kafka_partition, e.kafka_offset"""
+
+
+# Window cells are looked up by their key: the (level, grouping, project, window start)
+# prefixes a chunk touches, then the rest of the key as a filter on those few granules.
+CELLS_PER_STATEMENT = 1000
+
+
+def stored_cell_statements(database: str, keys: list[CellKey]) -> Iterator[str]:
+    """Statements returning `CELL_COLUMNS` rows (every unmerged version) of the given cells."""
+    db = quote_identifier(database)
+    selected = ", ".join(CELL_COLUMNS)
+    ordered = sorted(keys)
+    for i in range(0, len(ordered), CELLS_PER_STATEMENT):
+        part = ordered[i : i + CELLS_PER_STATEMENT]
+        prefixes = sorted({(k.level, k.grouping, k.project_id, _epoch(k.window_start)) for k in part})
+        rests = sorted({(k.agent_name, k.session_id, k.provider, k.model, k.src_topic, k.src_partition) for k in part})
+        listed_prefixes = ", ".join(f"({lv}, {quote_string(g)}, {quote_string(p)}, {w})" for lv, g, p, w in prefixes)
+        listed_rests = ", ".join(
+            f"({quote_string(a)}, {quote_string(s)}, {quote_string(pr)}, {quote_string(m)}, {quote_string(t)}, {int(n)})"
+            for a, s, pr, m, t, n in rests
+        )
+        yield (
+            f"SELECT {selected} FROM {db}.usage_window_cells "
+            f"WHERE (level, grouping, project_id, window_start) IN ({listed_prefixes}) "
+            f"AND (agent_name, session_id, provider, model, src_topic, src_partition) IN ({listed_rests})"
+        )
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())

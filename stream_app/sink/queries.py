@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from stream_app.core.window_cells import cell_levels
+from stream_app.sink.levels import level_pieces, pieces_condition
 from stream_app.sink.schema import quote_identifier, quote_string
 
 if TYPE_CHECKING:
@@ -97,21 +99,25 @@ def window_range(query: ReportQuery, window_seconds: int) -> tuple[int | None, i
 
 
 def report_sql(database: str, query: ReportQuery, window_seconds: int) -> str:
-    """Totals per group (and bucket) from the window rows, largest first.
+    """Totals per group (and bucket) from the window cells, largest first.
 
-    Reads `usage_windows` (or `usage_tool_windows`): a few rows per window and source
-    message, never raw events, so the cost follows the range asked for, not the history.
-    `FINAL` collapses a message's rewrites within its month partition.
+    Reads `usage_window_cells` in whole days, whole hours and single windows
+    (`level_pieces`), or `usage_tool_windows` for tools: never raw events, so the cost
+    follows the range asked for, not the history. `FINAL` keeps each cell's newest row
+    within its month partition.
     """
     db = quote_identifier(database)
     conditions = [] if query.group_by == "tool" else [f"grouping = {quote_string(query.group_by)}"]
     if query.project is not None:
         conditions.append(f"project_id = {quote_string(query.project)}")
     since, until = window_range(query, window_seconds)
-    if since is not None:
-        conditions.append(f"window_start >= toDateTime({since}, 'UTC')")
-    if until is not None:
-        conditions.append(f"window_start < toDateTime({until}, 'UTC')")
+    if query.group_by == "tool":
+        if since is not None:
+            conditions.append(f"window_start >= toDateTime({since}, 'UTC')")
+        if until is not None:
+            conditions.append(f"window_start < toDateTime({until}, 'UTC')")
+    else:
+        conditions.append(pieces_condition(level_pieces(since, until, cell_levels(window_seconds), query.every)))
     where = " WHERE " + " AND ".join(conditions) if conditions else ""
     keys = list(query.key_columns)
     selected = list(keys)
@@ -138,22 +144,22 @@ def report_sql(database: str, query: ReportQuery, window_seconds: int) -> str:
         "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_usd) AS cost_usd, sum(unpriced_events) AS unpriced_events"
     )
     return (
-        f"SELECT {', '.join(selected)}, {values} FROM {db}.usage_windows FINAL{where} GROUP BY {group} "
+        f"SELECT {', '.join(selected)}, {values} FROM {db}.usage_window_cells FINAL{where} GROUP BY {group} "
         f"ORDER BY {'bucket, ' if query.every else ''}cost_usd DESC, {', '.join(query.key_columns)}{_FINAL_SETTINGS}"
     )
 
 
-# A message's rows share a window_start and so a month partition: FINAL never needs to
-# merge across partitions, which keeps it a streaming merge of the rows in range.
+# A cell's rows (and a message's tool rows) share a window_start and so a month partition:
+# FINAL never needs to merge across partitions, which keeps it a streaming merge of the rows in range.
 _FINAL_SETTINGS = " SETTINGS do_not_merge_across_partitions_select_final = 1"
 
 
 def _where_clause(query: ReportQuery | EventScope) -> str:
-    conditions = _scope_conditions(query)
+    conditions = scope_conditions(query)
     return " WHERE " + " AND ".join(conditions) if conditions else ""
 
 
-def _scope_conditions(query: ReportQuery | EventScope) -> list[str]:
+def scope_conditions(query: ReportQuery | EventScope) -> list[str]:
     conditions = []
     if query.project is not None:
         conditions.append(f"project_id = {quote_string(query.project)}")
@@ -238,7 +244,7 @@ MISSING_PRICE_COLUMNS: tuple[str, ...] = (
 
 def missing_prices_sql(database: str, scope: EventScope) -> str:
     """Models whose events are not fully priced (status != 'priced'), most events first."""
-    where = " AND ".join(["price_status != 'priced'", *_scope_conditions(scope)])
+    where = " AND ".join(["price_status != 'priced'", *scope_conditions(scope)])
     return (
         "SELECT provider, model, price_status, count() AS events, uniqExact(project_id) AS projects, "
         "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
@@ -269,7 +275,7 @@ def provider_cost_sql(database: str, scope: EventScope) -> str:
     """
     # The filter sits in a subquery: in ClickHouse an alias like `provider_cost_usd` would
     # otherwise shadow the column of the same name in WHERE.
-    where = " AND ".join(["provider_cost_usd IS NOT NULL", *_scope_conditions(scope)])
+    where = " AND ".join(["provider_cost_usd IS NOT NULL", *scope_conditions(scope)])
     return (
         "SELECT provider, model, count() AS events, sum(ours) AS cost_usd, sum(theirs) AS provider_cost_usd, "
         "cost_usd - provider_cost_usd AS difference_usd, countIf(status != 'priced') AS not_priced_events "
@@ -287,7 +293,7 @@ def reprice_page_sql(database: str, scope: EventScope, after: tuple[str, str] | 
     """
     from stream_app.core.rows import EVENT_COLUMNS  # not at import: `report` need not load the price catalog
 
-    conditions = _scope_conditions(scope)
+    conditions = scope_conditions(scope)
     if after is not None:
         conditions.append(f"(project_id, event_id) > ({quote_string(after[0])}, {quote_string(after[1])})")
     where = " WHERE " + " AND ".join(conditions) if conditions else ""

@@ -9,10 +9,14 @@ read proportional to the windows it asks for, whatever history is stored:
   end of the key range, so fresh traffic reads a few granules); nothing ever reads it
   with FINAL on the hot path. Versioned by `price_generation` (a reprice run's number),
   never by a wall clock.
-- `usage_windows` / `usage_tool_windows`: one row per (window, source message), written
-  before the events of that message: a replay of the message rewrites the same key,
-  so ReplacingMergeTree keeps one contribution however often it is written, and
-  billing queries sum these rows (`FINAL`, within a month partition) instead of raw events.
+- `usage_window_cells`: each window's running total per source partition, at three
+  levels (the window, the hour, the day), with how far into the partition it covers
+  (stream_app/core/window_cells.py). A chunk reads the cells it touches by key, adds the
+  messages they do not cover yet and writes them after its events; billing reads whole
+  days, whole hours and single windows (`FINAL` within a month partition), a few
+  hundred rows whatever the range.
+- `usage_tool_windows`: tool calls per (window, source message), durations kept whole for
+  exact percentiles: a replay rewrites the same key.
 - `usage_rejections`: every dead letter, kept for a configurable time.
 """
 from __future__ import annotations
@@ -126,6 +130,12 @@ ORDER BY (project_id, grouping, agent_name, session_id, window_start)""",
             (),
             apply=_upgrade_to_message_windows,
         ),
+        Migration(
+            4,
+            "window cells per source partition at window, hour and day levels",
+            (),
+            apply=_upgrade_to_window_cells,
+        ),
     )
 
 
@@ -134,6 +144,12 @@ def _upgrade_to_message_windows(client: Any, database: str, window_seconds: int)
     from stream_app.sink.upgrade import upgrade_to_message_windows
 
     upgrade_to_message_windows(client, database, window_seconds)
+
+
+def _upgrade_to_window_cells(client: Any, database: str, window_seconds: int) -> None:
+    from stream_app.sink.cell_rebuild import upgrade_to_window_cells
+
+    upgrade_to_window_cells(client, database, window_seconds)
 
 
 def events_table_sql(database: str, table: str = "usage_events") -> str:
@@ -182,9 +198,10 @@ ORDER BY (project_id, event_id)
 SETTINGS index_granularity = 1024"""
 
 
-def windows_table_sql(database: str) -> str:
-    """Window totals per (grouping key, window, source message)."""
-    return f"""CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.usage_windows (
+def window_cells_table_sql(database: str) -> str:
+    """Window totals per (level, grouping key, window, source partition), versioned by coverage."""
+    return f"""CREATE TABLE IF NOT EXISTS {quote_identifier(database)}.usage_window_cells (
+    level UInt32,
     grouping LowCardinality(String),
     project_id LowCardinality(String),
     agent_name LowCardinality(String),
@@ -192,10 +209,10 @@ def windows_table_sql(database: str) -> str:
     provider LowCardinality(String),
     model LowCardinality(String),
     window_start DateTime('UTC'),
-    window_seconds UInt32,
     src_topic LowCardinality(String),
     src_partition UInt32,
-    src_offset UInt64,
+    covered_until UInt64,
+    generation UInt32,
     events UInt64,
     input_tokens UInt64,
     output_tokens UInt64,
@@ -206,10 +223,10 @@ def windows_table_sql(database: str) -> str:
     unpriced_events UInt64,
     failed_events UInt64,
     tool_calls UInt64,
-    version UInt32
+    version UInt64
 ) ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
-ORDER BY (project_id, grouping, window_start, agent_name, session_id, provider, model, src_topic, src_partition, src_offset)"""
+ORDER BY (level, grouping, project_id, window_start, agent_name, session_id, provider, model, src_topic, src_partition)"""
 
 
 def tool_windows_table_sql(database: str) -> str:
@@ -265,7 +282,7 @@ def current_schema_statements(database: str) -> tuple[str, ...]:
     """The whole current layout, for a store that has nothing yet (no data to move)."""
     return (
         events_table_sql(database),
-        windows_table_sql(database),
+        window_cells_table_sql(database),
         tool_windows_table_sql(database),
         store_info_table_sql(database),
         rejections_table_sql(database),

@@ -10,7 +10,8 @@ opens the store first (`usage-pipeline worker --validate-only` runs it on purpos
 3. copies the billed events (`FINAL`: one per key, exactly what was billed) with
    fingerprint 0 ("unknown": a later copy is compared field by field instead) and
    price generation 0;
-4. builds every message's window and tool rows from them in SQL;
+4. builds every message's tool rows from them in SQL (the window cells follow in
+   migration 4, from the same events);
 5. drops the old table once the new one holds the same number of events.
 
 Every step can run again after a crash at any point: renames and drops check first,
@@ -24,14 +25,13 @@ from typing import Any
 
 from stream_app.core.rows import EVENT_COLUMNS
 from stream_app.errors import SinkError
-from stream_app.sink.message_windows import message_tool_windows_insert_sql, message_windows_insert_sql
+from stream_app.sink.message_windows import message_tool_windows_insert_sql
 from stream_app.sink.schema import (
     events_table_sql,
     quote_identifier,
     quote_string,
     store_info_table_sql,
     tool_windows_table_sql,
-    windows_table_sql,
 )
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def upgrade_to_message_windows(client: Any, database: str, window_seconds: int) 
                 f"set USAGE_WINDOW_SECONDS={sizes[0]} to upgrade it"
             )
         client.command(f"DROP TABLE {db}.usage_windows")
-    for sql in (events_table_sql, windows_table_sql, tool_windows_table_sql, store_info_table_sql):
+    for sql in (events_table_sql, tool_windows_table_sql, store_info_table_sql):
         client.command(sql(database))
     if not _has_table(client, database, OLD_EVENTS):
         return
@@ -68,14 +68,13 @@ def upgrade_to_message_windows(client: Any, database: str, window_seconds: int) 
     columns = ", ".join(EVENT_COLUMNS)
     select = ", ".join(_NEW_ONLY_COLUMNS.get(name, name) for name in EVENT_COLUMNS)
     client.command(f"INSERT INTO {db}.usage_events ({columns}) SELECT {select} FROM {db}.{OLD_EVENTS} FINAL")
-    client.command(message_windows_insert_sql(database, "", window_seconds=window_seconds))
     client.command(message_tool_windows_insert_sql(database, "", window_seconds=window_seconds))
     new_count = _count(client, f"SELECT count() FROM {db}.usage_events FINAL")
     if new_count != old_count:
         raise SinkError(f"upgrade copied {new_count} of {old_count} events; {OLD_EVENTS} is kept, run again")
     client.command(f"DROP TABLE IF EXISTS {db}.{OLD_EVENTS}")
     if old_count:
-        log.warning("store upgraded: %d events, windows rebuilt per source message", new_count)
+        log.warning("store upgraded: %d events copied, tool windows rebuilt per source message", new_count)
 
 
 def _has_table(client: Any, database: str, table: str) -> bool:

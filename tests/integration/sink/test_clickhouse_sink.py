@@ -128,12 +128,27 @@ def _naive_utc(moment: datetime) -> datetime:
 
 
 def windows(sink: ClickHouseSink, project: str = PROJECT) -> dict[tuple, tuple]:
-    """Window totals (summed over their source messages) as {(grouping, agent, session, model, start):
-    (events, in, out, cache_read, cache_write, reasoning, cost, unpriced)}; empty windows left out."""
+    """Window totals (summed over their source partitions) as {(grouping, agent, session, model, start):
+    (events, in, out, cache_read, cache_write, reasoning, cost, unpriced)}; empty windows left out.
+
+    Also checks that the hour and day cells hold exactly the sums of their windows."""
+    by_level = {level: _cells(sink, project, level) for level in (WINDOW, 3600, 86_400)}
+    for level in (3600, 86_400):
+        rolled: dict[tuple, list] = {}
+        for (grouping, agent, session, model, start), totals in by_level[WINDOW].items():
+            at = start.replace(minute=0, second=0) if level == 3600 else start.replace(hour=0, minute=0, second=0)
+            acc = rolled.setdefault((grouping, agent, session, model, at), [0] * len(totals))
+            for i, value in enumerate(totals):
+                acc[i] += value
+        assert {k: tuple(v) for k, v in rolled.items()} == by_level[level], f"the {level} s cells differ from their windows"
+    return by_level[WINDOW]
+
+
+def _cells(sink: ClickHouseSink, project: str, level: int) -> dict[tuple, tuple]:
     rows = sink.query_rows(
         "SELECT grouping, agent_name, session_id, model, window_start, sum(events), sum(input_tokens), sum(output_tokens), "
         "sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), sum(cost_usd), sum(unpriced_events) "
-        f"FROM usage.usage_windows FINAL WHERE project_id = {quote_string(project)} "
+        f"FROM usage.usage_window_cells FINAL WHERE project_id = {quote_string(project)} AND level = {level} "
         "GROUP BY grouping, agent_name, session_id, model, window_start"
     )
     return {
@@ -199,7 +214,7 @@ EXPECTED_WINDOWS = {
 
 def test_migrations_are_idempotent(open_sink):
     first = open_sink("ch")
-    assert sorted(first.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,), (3,)]
+    assert sorted(first.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,), (3,), (4,)]
     assert first.migrate() == []
     write(first, [event(at=W, input_tokens=1000, output_tokens=0)])
     first.close()
@@ -208,9 +223,9 @@ def test_migrations_are_idempotent(open_sink):
 
     assert second.migrate() == []
     # Without FINAL: the second open inserted no second migration record.
-    assert sorted(v for v, _d in second.query_rows("SELECT version, description FROM usage.schema_migrations")) == [1, 2, 3]
+    assert sorted(v for v, _d in second.query_rows("SELECT version, description FROM usage.schema_migrations")) == [1, 2, 3, 4]
     assert sorted(r[0] for r in second.query_rows("SELECT name FROM system.tables WHERE database = 'usage'")) == [
-        "schema_migrations", "store_info", "usage_events", "usage_rejections", "usage_tool_windows", "usage_windows",
+        "schema_migrations", "store_info", "usage_events", "usage_rejections", "usage_tool_windows", "usage_window_cells",
     ]
     # The data written before the reopen is still there: 1000 * 2.5/M.
     assert report(second) == [project_record(1, 1000, 0, "0.0025")]
@@ -300,7 +315,7 @@ def test_window_rows_equal_hand_computed_sums(sink):
     write(sink, data_set())
 
     assert windows(sink) == EXPECTED_WINDOWS
-    assert sink.query_rows("SELECT DISTINCT window_seconds FROM usage.usage_windows FINAL") == [(WINDOW,)]
+    assert sorted(sink.query_rows("SELECT DISTINCT level FROM usage.usage_window_cells FINAL")) == [(WINDOW,), (3600,), (86_400,)]
 
 
 def test_window_rows_are_the_same_when_the_events_come_one_chunk_at_a_time(sink):
@@ -316,8 +331,9 @@ def test_a_batch_message_is_one_contribution_per_window(sink):
     process(sink, [(batch, MessageOrigin(TOPIC, 3, 77, PROJECT.encode()))])
 
     assert windows(sink) == EXPECTED_WINDOWS
-    sources = sink.query_rows("SELECT DISTINCT src_partition, src_offset FROM usage.usage_windows FINAL")
-    assert sources == [(3, 77)]
+    # One partition, covered up to just past the message.
+    sources = sink.query_rows("SELECT DISTINCT src_partition, covered_until FROM usage.usage_window_cells FINAL")
+    assert sources == [(3, 78)]
 
 
 def test_a_backfill_of_thirty_days_in_one_chunk(sink):
@@ -434,7 +450,7 @@ def test_sub_micro_dollar_costs_sum_exactly(sink):
     assert Decimal(total["cost_usd"]) == per_event * 10_000
     per_window = [v[6] for k, v in windows(sink).items() if k[0] == "project"]
     assert per_window == [Decimal("0.00005")] * 10  # 1,000 * 0.00000005
-    assert sink.query_rows("SELECT sum(cost_usd) FROM usage.usage_windows FINAL WHERE grouping = 'project'") == [
+    assert sink.query_rows("SELECT sum(cost_usd) FROM usage.usage_window_cells FINAL WHERE grouping = 'project' AND level = 60") == [
         (Decimal("0.0005"),)
     ]
 
@@ -476,7 +492,7 @@ def test_failed_writes_end_with_exact_totals(open_sink, plan, attempts):
 def test_fault_plan_on_a_fresh_store_hits_the_writes_not_the_migration(open_sink):
     sink = open_sink("fresh", fault_plan=FaultPlan(fail_inserts=3))
 
-    assert sorted(sink.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,), (3,)]
+    assert sorted(sink.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,), (3,), (4,)]
     assert write(sink, data_set()).attempts == 4
     assert report(sink) == [project_record(5, 3510, 655, "0.015", cache_read=200, reasoning=100, unpriced=1)]
     assert windows(sink) == EXPECTED_WINDOWS

@@ -96,8 +96,9 @@ def test_a_first_release_store_upgrades_in_place_with_exact_totals(open_sink, mo
 
     upgraded = open_sink("old")
 
-    assert sorted(upgraded.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,), (3,)]
+    assert sorted(upgraded.query_rows("SELECT version FROM usage.schema_migrations FINAL")) == [(1,), (2,), (3,), (4,)]
     assert not sink_has(upgraded, OLD_EVENTS)
+    assert not sink_has(upgraded, "usage_windows") and sink_has(upgraded, "usage_window_cells")
     assert new_totals(upgraded, "project", ("project_id",)) == expected["project"]
     assert new_totals(upgraded, "agent", ("project_id", "agent_name")) == expected["agent"]
     assert new_totals(upgraded, "model", ("provider", "model")) == expected["model"]
@@ -119,8 +120,14 @@ def test_upgrading_twice_is_harmless(open_sink):
     process(sink, messages_of(varied_events(50, seed=3, now=NOW)))
     before = sink.report(ReportQuery("agent"))
 
+    from stream_app.sink.cell_rebuild import upgrade_to_window_cells
     from stream_app.sink.upgrade import upgrade_to_message_windows
 
     upgrade_to_message_windows(sink.client, "usage", 60)
+    upgrade_to_window_cells(sink.client, "usage", 60)  # cells rebuilt from events: the same totals
 
     assert sink.report(ReportQuery("agent")) == before
+    # ...and the worker folds on top of rebuilt cells as on its own.
+    process(sink, messages_of(varied_events(40, seed=4, now=NOW)))
+    assert sum(r["events"] for r in sink.report(ReportQuery("project"))) == 90
+    assert sum(r["events"] for r in sink.report(ReportQuery("session", every=60))) == 90

@@ -14,12 +14,13 @@ from stream_app.core.rows import (
     EVENT_COLUMNS,
     REJECTION_COLUMNS,
     TOMBSTONE_VERSION,
-    WINDOW_COLUMNS,
+    TOOL_COLUMNS,
     build_chunk_rows,
     tombstone_rows,
     event_row,
     rejection_row,
 )
+from stream_app.core.windows import WINDOW_TOTAL_FIELDS
 from tests.factories import make_event
 
 TOPIC = "llm.usage.events"
@@ -210,11 +211,7 @@ def test_a_duplicate_unpriced_event_is_counted_once():
     assert build([decoded(event, 1), decoded(event, 2)]).unpriced_events == 1
 
 
-def window_record(row: tuple) -> dict:
-    return dict(zip(WINDOW_COLUMNS, row, strict=True))
-
-
-def test_window_rows_per_grouping_window_and_source_message():
+def test_window_contributions_per_cell_level_and_source_message():
     rows = build(
         [
             decoded(make_event(project_id="a", session_id="s", timestamp=datetime(2026, 11, 22, 12, 0, 1, tzinfo=UTC)), 1, 0),
@@ -225,18 +222,26 @@ def test_window_rows_per_grouping_window_and_source_message():
         window_seconds=300,
     )
 
-    project_rows = sorted(
-        (r["project_id"], r["window_start"].hour * 60 + r["window_start"].minute, r["src_offset"], r["events"])
-        for r in map(window_record, rows.window_rows) if r["grouping"] == "project"
-    )
-    assert project_rows == [("a", 720, 1, 2), ("a", 725, 2, 1), ("b", 720, 4, 1)]
-    assert {window_record(r)["grouping"] for r in rows.window_rows} == {"project", "agent", "session", "model"}
-    assert all(window_record(r)["version"] == 0 and window_record(r)["window_seconds"] == 300 for r in rows.window_rows)
-    cost = sum(window_record(r)["cost_usd"] for r in rows.window_rows if window_record(r)["grouping"] == "model")
+    def project_cells(level):
+        return sorted(
+            (k.project_id, k.window_start.hour * 60 + k.window_start.minute, [(o, t[0]) for o, t in parts])
+            for k, parts in rows.window_parts.items() if k.grouping == "project" and k.level == level
+        )
+
+    # (project, minute of day, [(source offset, events)]): one contribution per message.
+    assert project_cells(300) == [("a", 720, [(1, 2)]), ("a", 725, [(2, 1)]), ("b", 720, [(4, 1)])]
+    assert project_cells(3600) == [("a", 720, [(1, 2), (2, 1)]), ("b", 720, [(4, 1)])]
+    assert project_cells(86400) == [("a", 0, [(1, 2), (2, 1)]), ("b", 0, [(4, 1)])]
+    assert {(k.grouping, k.level) for k in rows.window_parts} == {
+        (g, lv) for g in ("project", "agent", "session", "model") for lv in (300, 3600, 86400)
+    }
+    cost_at = WINDOW_TOTAL_FIELDS.index("cost_usd")
+    cost = sum(t[cost_at] for k, parts in rows.window_parts.items() if k.grouping == "model" and k.level == 300 for _o, t in parts)
     assert cost == sum(as_record(r)["cost_usd"] for r in rows.event_rows)
+    assert rows.window_rows == []  # folded by the sink, once it has read the stored cells
 
 
-def test_tombstone_rows_empty_every_window_of_a_message():
+def test_tombstone_rows_empty_every_tool_window_of_a_message():
     items = [decoded(make_event(timestamp=T0, tool_calls=[{"name": "x"}]), 9, 0)]
     built = build(items)
     copies = copies_of(items)
@@ -244,10 +249,10 @@ def test_tombstone_rows_empty_every_window_of_a_message():
 
     tomb = tombstone_rows(copies, [rejection], window_seconds=60, rejected_at=INGESTED)
 
-    key = lambda r: r[:6] + r[7:11]  # noqa: E731 - the replacing key, without window_seconds
-    assert sorted(map(key, tomb.window_rows)) == sorted(map(key, built.window_rows))
-    assert all(window_record(r)["events"] == 0 and window_record(r)["version"] == TOMBSTONE_VERSION for r in tomb.window_rows)
+    # Window cells are written after events, which were refused: nothing of them to undo.
+    assert (tomb.window_parts, tomb.window_rows) == ({}, [])
     assert len(tomb.tool_rows) == len(built.tool_rows) == 1
+    assert all(r[-1] == TOMBSTONE_VERSION and r[TOOL_COLUMNS.index("calls")] == 0 for r in tomb.tool_rows)
     assert (tomb.event_rows, tomb.rejections) == ([], [rejection])
 
 

@@ -174,7 +174,7 @@ def test_rejections_ttl_is_applied_at_open(fake):
     assert ("command", "ALTER TABLE `usage`.usage_rejections MODIFY TTL toDateTime(rejected_at) + INTERVAL 7 DAY") in fake.log
 
 
-def test_write_order_is_rejections_windows_tools_then_events(fake):
+def test_write_order_is_rejections_tools_events_then_window_cells(fake):
     fake.applied = MIGRATED
     sink = make_sink()
     sink.open()
@@ -183,12 +183,15 @@ def test_write_order_is_rejections_windows_tools_then_events(fake):
 
     sink.write_rows(chunk(n_events=2, rejections=1))
 
-    assert [text for _kind, text in fake.log] == [
-        "usage.usage_rejections", "usage.usage_windows", "usage.usage_tool_windows", "usage.usage_events",
+    assert [kind for kind, _text in fake.log] == ["insert", "insert", "insert", "query", "insert"]
+    assert [text for kind, text in fake.log if kind == "insert"] == [
+        "usage.usage_rejections", "usage.usage_tool_windows", "usage.usage_events", "usage.usage_window_cells",
     ]
+    # Between events and cells: how far the stored cells cover (none here, so the chunk's sums go in whole).
+    assert "FROM `usage`.usage_window_cells WHERE (level, grouping, project_id, window_start) IN" in fake.log[3][1]
     columns = {table: cols for table, _rows, cols in fake.inserted}
     assert columns["usage.usage_events"] == list(EVENT_COLUMNS)
-    assert columns["usage.usage_windows"] == list(WINDOW_COLUMNS)
+    assert columns["usage.usage_window_cells"] == list(WINDOW_COLUMNS)
     assert columns["usage.usage_tool_windows"] == list(TOOL_COLUMNS)
     assert columns["usage.usage_rejections"] == list(REJECTION_COLUMNS)
     assert (sink.stats.chunks_written, sink.stats.events_written, sink.stats.rejections_written) == (1, 2, 1)

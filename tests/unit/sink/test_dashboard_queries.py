@@ -35,15 +35,15 @@ TOTALS = (
 
 def test_summary_reads_project_windows_with_final():
     assert summary_panel("usage", F).sql == (
-        f"SELECT {TOTALS} FROM `usage`.usage_windows FINAL WHERE grouping = 'project' AND {TIME}{SETTINGS}"
+        f"SELECT {TOTALS} FROM `usage`.usage_window_cells FINAL WHERE grouping = 'project' AND level = 3600 AND {TIME}{SETTINGS}"
     )
 
 
 def test_summary_for_one_agent_reads_agent_windows():
     f = DashboardFilter(SINCE, UNTIL, 60, project="acme", agent="plan'ner")
     assert summary_panel("usage", f).sql == (
-        f"SELECT {TOTALS} FROM `usage`.usage_windows FINAL WHERE grouping = 'agent' AND project_id = 'acme' "
-        f"AND agent_name = 'plan\\'ner' AND {TIME}{SETTINGS}"
+        f"SELECT {TOTALS} FROM `usage`.usage_window_cells FINAL WHERE grouping = 'agent' AND project_id = 'acme' "
+        f"AND agent_name = 'plan\\'ner' AND level = 3600 AND {TIME}{SETTINGS}"
     )
 
 
@@ -53,8 +53,8 @@ def test_cost_over_time_by_model_keeps_the_largest_series():
         "FROM (SELECT bucket, name, cost_usd, dense_rank() OVER (ORDER BY total DESC, name) AS rank "
         "FROM (SELECT bucket, name, cost_usd, sum(cost_usd) OVER (PARTITION BY name) AS total FROM ("
         "SELECT toDateTime(intDiv(toUInt32(window_start), 300) * 300, 'UTC') AS bucket, "
-        "concat(provider, '/', model) AS name, sum(cost_usd) AS cost_usd FROM `usage`.usage_windows FINAL "
-        f"WHERE grouping = 'model' AND {TIME} GROUP BY bucket, name))) "
+        "concat(provider, '/', model) AS name, sum(cost_usd) AS cost_usd FROM `usage`.usage_window_cells FINAL "
+        f"WHERE grouping = 'model' AND level = 60 AND {TIME} GROUP BY bucket, name))) "
         f"GROUP BY bucket, series ORDER BY bucket, series{SETTINGS}"
     )
 
@@ -77,7 +77,7 @@ def test_panels_the_windows_cannot_split_by_agent_say_so_instead_of_guessing(pan
 
 def test_top_agents():
     assert top_panel("usage", F, "agents").sql == (
-        f"SELECT project_id, agent_name, {TOTALS} FROM `usage`.usage_windows FINAL WHERE grouping = 'agent' AND {TIME} "
+        f"SELECT project_id, agent_name, {TOTALS} FROM `usage`.usage_window_cells FINAL WHERE grouping = 'agent' AND level = 3600 AND {TIME} "
         f"GROUP BY project_id, agent_name ORDER BY cost_usd DESC, project_id, agent_name LIMIT 10{SETTINGS}"
     )
 
@@ -109,7 +109,7 @@ def test_recent_failures_are_bounded_to_one_project_and_one_day():
 
 def test_filter_menus_are_not_narrowed_by_the_chosen_project():
     assert choices_panel("usage", DashboardFilter(SINCE, UNTIL, 60, project="acme", agent="x")).sql == (
-        f"SELECT DISTINCT project_id, agent_name FROM `usage`.usage_windows WHERE grouping = 'agent' AND {TIME} "
+        f"SELECT DISTINCT project_id, agent_name FROM `usage`.usage_window_cells WHERE grouping = 'agent' AND level = 3600 AND {TIME} "
         "ORDER BY project_id, agent_name LIMIT 1000"
     )
 

@@ -146,7 +146,7 @@ def test_negative_fault_plan_values_are_refused(text):
 
 
 def test_crash_after_names_a_table_the_chunk_writes():
-    assert parse_fault_plan("crash_after=usage_windows") == FaultPlan(crash_after="usage_windows")
+    assert parse_fault_plan("crash_after=usage_window_cells") == FaultPlan(crash_after="usage_window_cells")
     assert FaultPlan(crash_after="usage_events").active
-    with pytest.raises(ConfigurationError, match="tables: usage_rejections, usage_windows, usage_tool_windows, usage_events"):
+    with pytest.raises(ConfigurationError, match="tables: usage_rejections, usage_tool_windows, usage_events, usage_window_cells"):
         parse_fault_plan("crash_after=usage_everything")

@@ -1,9 +1,19 @@
-"""Key look-ups and per-message window rebuilds, as exact SQL strings."""
+"""Key look-ups, cell look-ups and rebuilds from events, as exact SQL strings."""
 
 from __future__ import annotations
 
-from stream_app.sink.lookups import IDS_PER_STATEMENT, lookup_statements, stored_content_statements
-from stream_app.sink.message_windows import message_tool_windows_insert_sql, message_windows_insert_sql
+from datetime import UTC, date, datetime
+
+from stream_app.core.window_cells import CellKey
+from stream_app.sink.cell_rebuild import cells_from_events_sql, day_batches
+from stream_app.sink.lookups import (
+    CELLS_PER_STATEMENT,
+    IDS_PER_STATEMENT,
+    lookup_statements,
+    stored_cell_statements,
+    stored_content_statements,
+)
+from stream_app.sink.message_windows import message_tool_windows_insert_sql
 
 
 def test_lookup_reads_the_key_range_of_each_project_only():
@@ -36,14 +46,45 @@ def test_stored_content_statements_select_every_compared_column():
     assert "provider_cost_usd, provider_metadata, context FROM `usage`.usage_events WHERE project_id = 'p'" in sql
 
 
-def test_message_windows_rebuild_sums_like_the_aggregator_and_takes_the_newest_generation():
-    sql = message_windows_insert_sql("usage", "project_id = 'p'", window_seconds=60)
+def test_cells_rebuild_sums_like_the_aggregator_and_keeps_the_stored_coverage():
+    sql = cells_from_events_sql("usage", "p'1", date(2026, 1, 30), date(2026, 2, 1), (60, 3600, 86400))
 
-    assert sql.startswith("INSERT INTO `usage`.usage_windows (grouping, project_id, agent_name, session_id, provider, model,")
-    assert "count(), sum(input_tokens), sum(output_tokens)" in sql
-    assert "countIf(price_status != 'priced'), countIf(error IS NOT NULL),\n    sum(tool_call_count), max(price_generation)" in sql
-    assert "FROM `usage`.usage_events FINAL WHERE project_id = 'p'" in sql
-    assert "GROUP BY g, ev_project, ev_window, ev_topic, ev_partition, ev_offset" in sql
+    assert sql.startswith("INSERT INTO `usage`.usage_window_cells (level, grouping, project_id, agent_name,")
+    # Jan 30 00:00 .. Feb 2 00:00 UTC, one project, events and cells alike.
+    window = "project_id = 'p\\'1' AND window_start >= toDateTime(1769731200, 'UTC') AND window_start < toDateTime(1769990400, 'UTC')"
+    assert f"FROM `usage`.usage_events FINAL WHERE {window}" in sql
+    assert f"FROM `usage`.usage_window_cells WHERE {window}" in sql
+    assert "ARRAY JOIN [60, 3600, 86400] AS lvl" in sql
+    assert "greatest(a.from_events, c.covered_until) AS covered" in sql
+    assert "countIf(price_status != 'priced') AS unpriced_events, countIf(error IS NOT NULL) AS failed_events" in sql
+
+
+def test_rebuilds_go_in_runs_of_consecutive_days_of_bounded_size():
+    days = [("a", date(2026, 1, 1), 5), ("a", date(2026, 1, 2), 5), ("a", date(2026, 1, 4), 1),
+            ("b", date(2026, 1, 5), 20), ("b", date(2026, 1, 6), 1)]
+
+    assert list(day_batches(days, limit=10)) == [
+        ("a", date(2026, 1, 1), date(2026, 1, 2)),
+        ("a", date(2026, 1, 4), date(2026, 1, 4)),
+        ("b", date(2026, 1, 5), date(2026, 1, 5)),
+        ("b", date(2026, 1, 6), date(2026, 1, 6)),
+    ]
+
+
+def _cell(i: int, level: int = 60) -> CellKey:
+    start = datetime(2026, 1, 1, 0, i % 60, tzinfo=UTC)
+    return CellKey(level, "session", "p", "", f"s{i}", "", "", start, "usage-events", i % 3)
+
+
+def test_cell_lookups_name_the_key_prefixes_and_stay_bounded():
+    statements = list(stored_cell_statements("usage", [_cell(i) for i in range(2 * CELLS_PER_STATEMENT + 1)]))
+
+    assert len(statements) == 3
+    assert max(len(s) for s in statements) < 200_000
+    first = statements[0]
+    assert "FROM `usage`.usage_window_cells WHERE (level, grouping, project_id, window_start) IN ((60, 'session', 'p', 1767225600)" in first
+    assert "AND (agent_name, session_id, provider, model, src_topic, src_partition) IN (('', 's0', '', '', 'usage-events', 0)" in first
+    assert "FINAL" not in first  # every version comes back; the highest wins in Python
 
 
 def test_tool_windows_rebuild_keeps_every_duration():

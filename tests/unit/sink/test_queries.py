@@ -32,10 +32,10 @@ UNTIL = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 UNTIL_EPOCH = 1_795_392_000
 
 
-def test_report_by_project_reads_project_windows():
+def test_report_by_project_of_all_time_reads_day_cells_only():
     assert report_sql("usage", ReportQuery("project"), 60) == (
-        f"SELECT project_id, {TOTALS_SQL} FROM `usage`.usage_windows FINAL WHERE grouping = 'project' "
-        f"GROUP BY project_id ORDER BY cost_usd DESC, project_id{FINAL_SETTINGS}"
+        f"SELECT project_id, {TOTALS_SQL} FROM `usage`.usage_window_cells FINAL WHERE grouping = 'project' "
+        f"AND level = 86400 GROUP BY project_id ORDER BY cost_usd DESC, project_id{FINAL_SETTINGS}"
     )
 
 
@@ -45,8 +45,8 @@ def test_report_by_project_reads_project_windows():
 )
 def test_report_by_each_grouping(group_by, keys):
     assert report_sql("usage", ReportQuery(group_by), 60) == (
-        f"SELECT {keys}, {TOTALS_SQL} FROM `usage`.usage_windows FINAL WHERE grouping = '{group_by}' "
-        f"GROUP BY {keys} ORDER BY cost_usd DESC, {keys}{FINAL_SETTINGS}"
+        f"SELECT {keys}, {TOTALS_SQL} FROM `usage`.usage_window_cells FINAL WHERE grouping = '{group_by}' "
+        f"AND level = 86400 GROUP BY {keys} ORDER BY cost_usd DESC, {keys}{FINAL_SETTINGS}"
     )
 
 
@@ -54,9 +54,10 @@ def test_report_with_every_filter():
     query = ReportQuery("agent", project="proj-acme", since=SINCE, until=UNTIL)
 
     assert report_sql("usage", query, 60) == (
-        f"SELECT project_id, agent_name, {TOTALS_SQL} FROM `usage`.usage_windows FINAL "
+        f"SELECT project_id, agent_name, {TOTALS_SQL} FROM `usage`.usage_window_cells FINAL "
         "WHERE grouping = 'agent' AND project_id = 'proj-acme' "
-        f"AND window_start >= toDateTime({SINCE_EPOCH}, 'UTC') AND window_start < toDateTime({UNTIL_EPOCH}, 'UTC') "
+        # 10:00 to midnight: whole hours, no whole day.
+        f"AND level = 3600 AND window_start >= toDateTime({SINCE_EPOCH}, 'UTC') AND window_start < toDateTime({UNTIL_EPOCH}, 'UTC') "
         f"GROUP BY project_id, agent_name ORDER BY cost_usd DESC, project_id, agent_name{FINAL_SETTINGS}"
     )
 
@@ -66,11 +67,35 @@ def test_report_every_hour_buckets_whole_windows():
 
     assert report_sql("usage", query, 60) == (
         "SELECT project_id, toDateTime(intDiv(toUInt32(window_start), 3600) * 3600, 'UTC') AS bucket, "
-        f"{TOTALS_SQL} FROM `usage`.usage_windows FINAL WHERE grouping = 'project' "
-        f"AND window_start >= toDateTime({SINCE_EPOCH}, 'UTC') AND window_start < toDateTime({UNTIL_EPOCH}, 'UTC') "
+        f"{TOTALS_SQL} FROM `usage`.usage_window_cells FINAL WHERE grouping = 'project' "
+        f"AND level = 3600 AND window_start >= toDateTime({SINCE_EPOCH}, 'UTC') AND window_start < toDateTime({UNTIL_EPOCH}, 'UTC') "
         f"GROUP BY project_id, bucket ORDER BY bucket, cost_usd DESC, project_id{FINAL_SETTINGS}"
     )
     assert query.columns[:2] == ("project_id", "window_start")
+
+
+def test_a_range_reads_whole_days_whole_hours_and_single_windows():
+    query = ReportQuery("session", project="p", since=SINCE - timedelta(days=2, minutes=5), until=UNTIL + timedelta(minutes=2))
+
+    sql = report_sql("usage", query, 60)
+
+    day = 86_400
+    assert (
+        f"AND ((level = 60 AND window_start >= toDateTime({SINCE_EPOCH - 2 * day - 300}, 'UTC') "
+        f"AND window_start < toDateTime({SINCE_EPOCH - 2 * day}, 'UTC')) "
+        f"OR (level = 3600 AND window_start >= toDateTime({SINCE_EPOCH - 2 * day}, 'UTC') "
+        f"AND window_start < toDateTime({UNTIL_EPOCH - 2 * day}, 'UTC')) "
+        f"OR (level = 86400 AND window_start >= toDateTime({UNTIL_EPOCH - 2 * day}, 'UTC') "
+        f"AND window_start < toDateTime({UNTIL_EPOCH}, 'UTC')) "
+        f"OR (level = 60 AND window_start >= toDateTime({UNTIL_EPOCH}, 'UTC') "
+        f"AND window_start < toDateTime({UNTIL_EPOCH + 120}, 'UTC'))) GROUP BY"
+    ) in sql
+
+
+def test_buckets_read_only_levels_that_divide_them():
+    sql = report_sql("usage", ReportQuery("project", since=SINCE, until=UNTIL, every=300), 60)
+
+    assert "level = 60 AND window_start" in sql and "level = 3600" not in sql
 
 
 def test_report_by_tool():
@@ -120,19 +145,19 @@ def test_project_with_quote_and_backslash_is_escaped():
     sql = report_sql("usage", ReportQuery("project", project="o'brien\\x"), 60)
 
     # ClickHouse string literal: \' for the quote, \\ for the backslash.
-    assert "AND project_id = 'o\\'brien\\\\x' GROUP BY" in sql
+    assert "AND project_id = 'o\\'brien\\\\x' AND level" in sql
 
 
 def test_project_injection_attempt_stays_inside_the_literal():
     sql = report_sql("usage", ReportQuery("project", project="x' OR 1=1 --"), 60)
 
-    assert "AND project_id = 'x\\' OR 1=1 --' GROUP BY" in sql
+    assert "AND project_id = 'x\\' OR 1=1 --' AND level" in sql
 
 
 def test_database_name_is_quoted_as_an_identifier():
     sql = report_sql("bill`ing", ReportQuery("project"), 60)
 
-    assert " FROM `bill\\`ing`.usage_windows FINAL " in sql
+    assert " FROM `bill\\`ing`.usage_window_cells FINAL " in sql
 
 
 def test_naive_time_filter_is_refused():

@@ -19,7 +19,7 @@ from stream_app.sink.schema import (
     quote_string,
     rejections_ttl_sql,
     tool_windows_table_sql,
-    windows_table_sql,
+    window_cells_table_sql,
 )
 
 # 2026-11-22T12:00:00Z = 1_795_348_800 s after the epoch (2026-01-01 = 1_767_225_600, + 325 days + 12 h).
@@ -104,8 +104,9 @@ def test_migration_2_adds_the_price_detail_without_touching_migration_1():
     assert "price_detail" not in _table_ddl("usage_events")
 
 
-def test_migration_3_moves_data_in_code():
-    (migration,) = [m for m in migrations("usage") if m.version == 3]
+@pytest.mark.parametrize("version", [3, 4])
+def test_migrations_3_and_4_move_data_in_code(version):
+    (migration,) = [m for m in migrations("usage") if m.version == version]
 
     assert migration.statements == () and migration.apply is not None
 
@@ -116,7 +117,7 @@ def test_usage_rejections_columns_are_the_rejection_row_columns_in_order():
 
 def test_current_tables_have_the_row_columns_in_order():
     assert _ddl_columns(events_table_sql("usage")) == list(EVENT_COLUMNS)
-    assert _ddl_columns(windows_table_sql("usage")) == list(WINDOW_COLUMNS)
+    assert _ddl_columns(window_cells_table_sql("usage")) == list(WINDOW_COLUMNS)
     assert _ddl_columns(tool_windows_table_sql("usage")) == list(TOOL_COLUMNS)
 
 
@@ -130,10 +131,11 @@ def test_events_are_keyed_by_project_and_event_id_and_versioned_by_price_generat
     assert "PARTITION BY" not in ddl
 
 
-def test_window_rows_are_keyed_by_window_and_source_message_within_a_month():
-    assert windows_table_sql("usage").endswith(
+def test_window_cells_are_keyed_by_level_window_and_source_partition_within_a_month():
+    # (level, grouping, project, window_start) first: a range of one project's cells is one key range.
+    assert window_cells_table_sql("usage").endswith(
         "ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMM(window_start)\n"
-        "ORDER BY (project_id, grouping, window_start, agent_name, session_id, provider, model, src_topic, src_partition, src_offset)"
+        "ORDER BY (level, grouping, project_id, window_start, agent_name, session_id, provider, model, src_topic, src_partition)"
     )
     assert tool_windows_table_sql("usage").endswith(
         "ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMM(window_start)\n"
@@ -142,7 +144,7 @@ def test_window_rows_are_keyed_by_window_and_source_message_within_a_month():
 
 
 def test_money_is_decimal_never_float():
-    for ddl in (events_table_sql("usage"), windows_table_sql("usage")):
+    for ddl in (events_table_sql("usage"), window_cells_table_sql("usage")):
         assert "    cost_usd Decimal(38, 18)," in ddl
         assert "Float32" not in ddl
     assert "    provider_cost_usd Nullable(Decimal(38, 18))," in events_table_sql("usage")
