@@ -14,7 +14,6 @@ from datetime import datetime
 
 from stream_app.core.counting import CONTENT_FIELDS
 from stream_app.core.window_cells import CELL_COLUMNS, CellKey
-from stream_app.sink.queries import EventScope, _epoch_micros
 from stream_app.sink.schema import quote_identifier, quote_string
 
 # 1,000 ids of up to 128 characters stay far below the 262,144-byte default max_query_size.
@@ -68,40 +67,6 @@ def _keyed_statements(database: str, ids_by_project: dict[str, list[str]], colum
             f"SELECT {selected} FROM {db}.usage_events WHERE {where} "
             f"ORDER BY price_generation DESC LIMIT 1 BY project_id, event_id"
         )
-
-
-def stale_messages_sql(database: str, scope: EventScope) -> str:
-    """Messages with events in `scope` repriced after their window rows were written.
-
-    Returns (project_id, topic, partition, offset, newest price generation). A message
-    without window rows at all counts as generation 0 there.
-    """
-    db = quote_identifier(database)
-    conditions = []
-    if scope.project is not None:
-        conditions.append(f"project_id = {quote_string(scope.project)}")
-    if scope.since is not None:
-        conditions.append(f"timestamp >= fromUnixTimestamp64Micro({_epoch_micros(scope.since)}, 'UTC')")
-    if scope.until is not None:
-        conditions.append(f"timestamp < fromUnixTimestamp64Micro({_epoch_micros(scope.until)}, 'UTC')")
-    where = " AND ".join(["price_generation > 0", *conditions])
-    window_conditions = ["grouping = 'project'"]
-    if scope.project is not None:
-        window_conditions.append(f"project_id = {quote_string(scope.project)}")
-    return f"""SELECT e.project_id, e.kafka_topic, e.kafka_partition, e.kafka_offset, e.generation
-FROM (
-    SELECT project_id, kafka_topic, kafka_partition, kafka_offset, max(price_generation) AS generation
-    FROM {db}.usage_events FINAL WHERE {where}
-    GROUP BY project_id, kafka_topic, kafka_partition, kafka_offset
-) AS e
-LEFT JOIN (
-    SELECT project_id, src_topic, src_partition, src_offset, max(version) AS version
-    FROM {db}.usage_windows FINAL WHERE {" AND ".join(window_conditions)}
-    GROUP BY project_id, src_topic, src_partition, src_offset
-) AS w ON e.project_id = w.project_id AND e.kafka_topic = w.src_topic
-    AND e.kafka_partition = w.src_partition AND e.kafka_offset = w.src_offset
-WHERE e.generation > w.version
-ORDER BY e.project_id, e.kafka_topic, e.kafka_partition, e.kafka_offset"""
 
 
 # Window cells are looked up by their key: the (level, grouping, project, window start)

@@ -130,7 +130,7 @@ def test_a_month_of_backfill_in_large_chunks_is_billed_exactly(pipeline: Pipelin
 
 def crash_cases() -> list:
     cases = [pytest.param(table, "chdb", id=f"chdb-crash-after-{table}") for table in CRASHABLE_TABLES]
-    return cases + [pytest.param("usage_windows", "server", id="server-crash-after-usage_windows")]
+    return cases + [pytest.param("usage_events", "server", id="server-crash-after-usage_events")]
 
 
 @pytest.mark.parametrize(("table", "store_kind"), crash_cases(), indirect=["store_kind"])

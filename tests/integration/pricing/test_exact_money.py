@@ -17,7 +17,8 @@ from decimal import Decimal
 import pytest
 
 from stream_app.core.pricing import CatalogPricer, TokenCounts, stored_cost
-from stream_app.core.rows import EVENT_COLUMNS, ChunkRows, window_rows
+from stream_app.core.rows import EVENT_COLUMNS, ChunkRows
+from stream_app.core.window_cells import cell_levels, contributions
 from stream_app.core.windows import Counted, Source, WindowAggregator
 from stream_app.sink.queries import ReportQuery
 from tests.integration.pricing.conftest import WINDOW
@@ -82,7 +83,7 @@ def chunks(pricer: CatalogPricer, expected: dict[str, Decimal]):
                 project, "agent", "", provider, model, at, counts.input, counts.output, counts.cache_read, 0, 0, False, ()
             )
             aggregator.add(counted, cost, True, Source("t", 0, i // 500))
-        chunk.window_rows = window_rows(aggregator, 0)
+        chunk.window_parts = contributions(aggregator.window_cells(), cell_levels(60))
         yield chunk
 
 
@@ -112,8 +113,8 @@ def test_many_sub_micro_dollar_costs_sum_exactly(open_sink):
     # Every grouping of the windows holds the same money.
     for grouping in ("project", "agent", "session", "model"):
         ((windowed, windows),) = sink.query_rows(
-            "SELECT toString(sum(cost_usd)), uniqExact(project_id, window_start) FROM usage.usage_windows FINAL "
-            f"WHERE grouping = '{grouping}'"
+            "SELECT toString(sum(cost_usd)), uniqExact(project_id, window_start) FROM usage.usage_window_cells FINAL "
+            f"WHERE grouping = '{grouping}' AND level = 60"
         )
         assert Decimal(windowed) == total
         assert windows == len(PROJECTS) * (EVENTS // 1_000)  # one event every 60 ms: 1,000 per minute

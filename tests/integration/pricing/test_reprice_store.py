@@ -84,7 +84,7 @@ def costs(sink) -> dict[str, str]:
 def project_windows(sink) -> dict[tuple[str, datetime], tuple]:
     rows = sink.query_rows(
         "SELECT project_id, window_start, sum(events), toString(sum(cost_usd)), sum(unpriced_events) "
-        "FROM usage.usage_windows FINAL WHERE grouping = 'project' GROUP BY project_id, window_start "
+        "FROM usage.usage_window_cells FINAL WHERE grouping = 'project' AND level = 60 GROUP BY project_id, window_start "
         "ORDER BY project_id, window_start"
     )
     return {(p, start): (events, Decimal(cost), unpriced) for p, start, events, cost, unpriced in rows}
@@ -169,7 +169,8 @@ def test_reprice_rewrites_changed_events_and_their_windows_once(stored):
 
     first = stored.reprice(SCOPE, pricer, dry_run=False)
 
-    assert (first.changed, first.windows_recomputed) == (3, 3)
+    # Three events changed, on two (project, day)s: acme's and globex's day cells are rebuilt.
+    assert (first.changed, first.windows_recomputed) == (3, 2)
     assert costs(stored) == {"acme": "0.02016", "globex": "0.003"}  # the globex event outside the scope stays unpriced
     assert project_windows(stored) == windows_from_events(stored)
     assert [r["model"] for r in stored.missing_prices(SCOPE)] == ["gpt-4o-mini", "openai/gpt-4o:nitro"]
@@ -214,7 +215,7 @@ def test_windows_left_behind_by_an_interrupted_run_are_recomputed(stored):
 
     summary = stored.reprice(SCOPE, pricer, dry_run=False)
 
-    assert (summary.changed, summary.windows_recomputed) == (0, 3)
+    assert (summary.changed, summary.windows_recomputed) == (0, 2)
     assert project_windows(stored) == windows_from_events(stored)
 
 

@@ -10,6 +10,7 @@ import pytest
 from stream_app.core.repricing import ProjectChange, RepriceSummary
 from stream_app.core.rows import EVENT_COLUMNS
 from stream_app.sink.queries import (
+    scope_conditions,
     MISSING_PRICE_COLUMNS,
     EventScope,
     missing_prices_sql,
@@ -18,7 +19,7 @@ from stream_app.sink.queries import (
     reprice_page_sql,
     reprice_record,
 )
-from stream_app.sink.lookups import stale_messages_sql
+from stream_app.sink.cell_rebuild import stale_days_sql
 
 # 2026-11-22T10:00:00Z is 1_795_341_600 s after the epoch; 2026-11-23T00:00:00Z is 1_795_392_000.
 SINCE = datetime(2026, 11, 22, 10, 0, 30, tzinfo=UTC)
@@ -73,21 +74,13 @@ def test_reprice_next_page_sql_continues_after_the_last_key():
     )
 
 
-def test_stale_messages_sql():
-    assert stale_messages_sql("usage", SCOPE) == f"""SELECT e.project_id, e.kafka_topic, e.kafka_partition, e.kafka_offset, e.generation
-FROM (
-    SELECT project_id, kafka_topic, kafka_partition, kafka_offset, max(price_generation) AS generation
-    FROM `usage`.usage_events FINAL WHERE price_generation > 0 AND {SCOPE_SQL}
-    GROUP BY project_id, kafka_topic, kafka_partition, kafka_offset
-) AS e
-LEFT JOIN (
-    SELECT project_id, src_topic, src_partition, src_offset, max(version) AS version
-    FROM `usage`.usage_windows FINAL WHERE grouping = 'project' AND project_id = 'o\\'x'
-    GROUP BY project_id, src_topic, src_partition, src_offset
-) AS w ON e.project_id = w.project_id AND e.kafka_topic = w.src_topic
-    AND e.kafka_partition = w.src_partition AND e.kafka_offset = w.src_offset
-WHERE e.generation > w.version
-ORDER BY e.project_id, e.kafka_topic, e.kafka_partition, e.kafka_offset"""
+def test_stale_days_compare_each_days_events_with_its_day_cell():
+    sql = stale_days_sql("usage", " AND ".join(scope_conditions(SCOPE)))
+
+    assert f"FROM `usage`.usage_events FINAL WHERE price_generation > 0 AND {SCOPE_SQL}\n" in sql
+    assert "FROM `usage`.usage_window_cells WHERE level = 86400 AND grouping = 'project'" in sql
+    assert "argMax(generation, version) AS generation" in sql
+    assert "WHERE e.generation > c.generation" in sql
 
 
 def test_a_scope_must_not_be_empty_by_construction():
