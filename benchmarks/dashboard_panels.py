@@ -92,7 +92,7 @@ def main() -> int:
                 load(sink, args.events, args.days, now)
             sink.client.command(f"OPTIMIZE TABLE {sink.db}.usage_events FINAL")
             stored = sink.query_rows(f"SELECT count() FROM {sink.db}.usage_events")[0][0]
-            windows = sink.query_rows(f"SELECT count() FROM {sink.db}.usage_windows")[0][0]
+            windows = sink.query_rows(f"SELECT count() FROM {sink.db}.usage_window_cells")[0][0]
             print(f"store: {stored:,} events, {windows:,} window rows; {args.repeat} runs per panel and filter "
                   f"({len(RANGES)} ranges x with/without project)")
             timings = time_panels(sink, now, args.repeat)

@@ -8,8 +8,8 @@ store in a child of its own (before and after the worker has it). A phase prints
 JSON object on stdout; progress goes to stderr.
 
 - preload: 30 days of history straight into the store's own tables, in SQL: the events
-  (`store_history.history_insert_sql`), then their window and tool rows built by the
-  project's own per-message builders, exactly the rows the worker would have written;
+  (`store_history.history_insert_sql`), then their window cells (rebuilt from the events
+  as the upgrade does) and tool rows, exactly what the worker would have written;
   then `OPTIMIZE … FINAL`, as a store that has lived with its history would be merged.
 - profile: chunks of fresh messages through the worker's own `ChunkProcessor` on the
   pre-loaded store, timing its steps (look-up, price+rows+windows, each table's insert);
@@ -35,7 +35,7 @@ from store_history import fit_model_rates, fresh_events, history_insert_sql  # n
 from stream_app.sink.clickhouse import ClickHouseLocation, ClickHouseSink  # noqa: E402
 
 DATABASE = "usage"
-TABLES = ("usage_events", "usage_windows", "usage_tool_windows")
+TABLES = ("usage_events", "usage_window_cells", "usage_tool_windows")
 
 
 def _log(message: str) -> None:
@@ -58,7 +58,8 @@ def store_shape(sink: ClickHouseSink) -> dict[str, Any]:
 
 def preload(args: dict[str, Any]) -> dict[str, Any]:
     """History into a fresh store; returns the time of each step and the store's shape."""
-    from stream_app.sink.message_windows import message_tool_windows_insert_sql, message_windows_insert_sql
+    from stream_app.sink.cell_rebuild import event_days_sql, rebuild_days
+    from stream_app.sink.message_windows import message_tool_windows_insert_sql
 
     window = args["window_seconds"]
     sink = _open(args["store"], window)
@@ -74,14 +75,17 @@ def preload(args: dict[str, Any]) -> dict[str, Any]:
                     window_seconds=window, events_per_message=args["events_per_message"],
                     partitions=args["partitions"], rates=rates, random_ids=args["random_ids"],
                 )),
-                ("windows", message_windows_insert_sql(DATABASE, "", window_seconds=window)),
+                # The cells the worker would have folded, built from the events (as the upgrade does).
+                ("window cells", lambda: rebuild_days(
+                    sink.client, DATABASE, window, sink.query_rows(event_days_sql(DATABASE))
+                )),
                 ("tool windows", message_tool_windows_insert_sql(DATABASE, "", window_seconds=window)),
             )
             if args["optimize"]:
                 steps += tuple((f"optimize {t}", f"OPTIMIZE TABLE {DATABASE}.{t} FINAL") for t in TABLES)
             for name, sql in steps:
                 started = time.perf_counter()
-                sink.client.command(sql)
+                sql() if callable(sql) else sink.client.command(sql)
                 timings[name] = time.perf_counter() - started
                 _log(f"preload {name}: {timings[name]:.1f} s")
         return {"seconds": timings, "shape": store_shape(sink)}

@@ -5,7 +5,7 @@
 
 1. Pre-load, one fresh embedded store (chdb:// in a temp dir) per size: `size` events of
    30 days of history (several projects, one holding 80%) straight into `usage_events` in
-   SQL, their window and tool rows built by the project's own per-message SQL builders
+   SQL, their window cells and tool rows built by the project's own SQL builders
    (`benchmarks/store_phases.py preload`; the population is `store_history.py`).
 2. Rounds: each round publishes `--fresh-events` new events (same population, stamped over
    the last 10 minutes, time-ordered UUIDv7 ids) to a fresh topic, 500 to a message; then
