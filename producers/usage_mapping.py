@@ -63,7 +63,12 @@ def field_of(obj: Any, name: str) -> Any:
         extra = obj.__pydantic_extra__
         if extra and name in extra:
             return extra[name]
-        if not hasattr(kind, name):
+        lacks = _CLASS_LACKS.get((kind, name))
+        if lacks is None:
+            # Asking a model class for a name it lacks costs ~2 µs (pydantic's metaclass
+            # builds an AttributeError): asked once per class and name.
+            lacks = _CLASS_LACKS[(kind, name)] = not hasattr(kind, name)
+        if lacks:
             return None
     elif isinstance(obj, Mapping):
         return obj.get(name)
@@ -72,6 +77,8 @@ def field_of(obj: Any, name: str) -> Any:
 
 # Whether a type is a pydantic model, by type: `isinstance` against an ABC is slow.
 _MODEL_TYPES: dict[type, bool] = {}
+# Whether a model class lacks an attribute, by (class, name): see `field_of`.
+_CLASS_LACKS: dict[tuple[type, str], bool] = {}
 
 
 def path_of(obj: Any, *names: str) -> Any:
