@@ -53,6 +53,7 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
     from stream_app.worker.app import create_app
     from stream_app.worker.auth import check_listen_address, install_admin_auth
     from stream_app.worker.endpoint import publish_endpoint, withdraw_endpoint
+    from stream_app.worker.gc_tuning import tune_for_throughput
     from stream_app.worker.pricing_pages import install_pricing_pages
     from stream_app.worker.dashboard_pages import install_worker_dashboard
 
@@ -97,6 +98,7 @@ def run_worker(settings: PipelineSettings, *, validate_only: bool = False) -> in
         publish_endpoint(location.path, url)
     log.info("worker HTTP endpoint: %s (/health /stats /metrics /report /prices/missing /prices/compare /reprice)", url)
     worker = _stoppable_worker_class(faust.Worker)(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    tune_for_throughput()
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

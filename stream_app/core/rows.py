@@ -149,7 +149,7 @@ def build_chunk_rows(
         is_priced = priced.status == PriceStatus.PRICED
         rows.unpriced_events += not is_priced
         start = aggregator.add_event(copy.item.event, cost, is_priced, copy.source)
-        rows.event_rows.append(event_row(copy, priced, start, ingested_at, generation))
+        rows.event_rows.append(event_row(copy, priced, start, ingested_at, generation, cost))
     rows.window_parts = contributions(aggregator.window_cells(), cell_levels(window_seconds))
     rows.tool_rows = tool_rows(aggregator, generation)
     rows.rejections = list(rejections)
@@ -184,8 +184,10 @@ def tool_rows(aggregator: WindowAggregator, version: int) -> list[tuple]:
     return [(*key[:4], seconds, *key[4], calls, errors, durations, version) for key, (calls, errors, durations) in aggregator.tool_cells()]
 
 
-def event_row(copy: Copy, priced: PricedCost, start: datetime, ingested_at: datetime, generation: int) -> tuple:
-    """One `usage_events` row, in `EVENT_COLUMNS` order."""
+def event_row(
+    copy: Copy, priced: PricedCost, start: datetime, ingested_at: datetime, generation: int, cost: Decimal | None = None
+) -> tuple:
+    """One `usage_events` row, in `EVENT_COLUMNS` order (`cost`: the stored cost, if already rounded)."""
     item = copy.item
     e = item.event
     u = e.usage
@@ -212,7 +214,7 @@ def event_row(copy: Copy, priced: PricedCost, start: datetime, ingested_at: date
         e.finish_reason or "",
         e.duration_ms,
         e.error,
-        *pricing_values(priced),
+        *pricing_values(priced, cost),
         e.provider_cost,
         e.provider_metadata_json,
         e.context_json,
@@ -226,10 +228,10 @@ def event_row(copy: Copy, priced: PricedCost, start: datetime, ingested_at: date
     )
 
 
-def pricing_values(priced: PricedCost) -> tuple:
+def pricing_values(priced: PricedCost, cost: Decimal | None = None) -> tuple:
     """The `PRICING_COLUMNS` of a row priced as `priced`, in that order."""
     return (
-        stored_cost(priced.cost_usd),
+        stored_cost(priced.cost_usd) if cost is None else cost,
         priced.status,
         priced.source,
         priced.catalog_provider,

@@ -30,6 +30,7 @@ from stream_app.sink.location import (  # noqa: F401 - re-exported: the sink's p
     redact_url_password,
 )
 from stream_app.sink.cell_rebuild import rebuild_days, stale_days_sql
+from stream_app.sink.key_tables import TABLE_LOOKUP_FROM, KeyTables
 from stream_app.sink.lookups import (
     STORED_CONTENT_COLUMNS,
     lookup_statements,
@@ -95,6 +96,7 @@ class ClickHouseSink:
         self.fault_plan = fault_plan or FaultPlan()
         self.stats = SinkStats()
         self._client: ClickHouseClient | None = None
+        self._keys: KeyTables | None = None
         # chDB is one in-process engine: writes and the worker's report page share it.
         self._lock = threading.Lock()
 
@@ -109,15 +111,25 @@ class ClickHouseSink:
         self._agree_on_window_size()
         if self.rejections_ttl_days:
             self.client.command(rejections_ttl_sql(self.location.database, self.rejections_ttl_days))
+        self._keys = KeyTables(self._client, self.location.database)
+        self._keys.create()
         if self.fault_plan.active:
             # Faults are for chunk writes; start-up must not be the thing that fails.
             self._client = FaultyClient(self._client, self.fault_plan)
+            self._keys.client = self._client
         return self
 
     def close(self) -> None:
         if self._client is not None:
+            try:
+                if self._keys is not None:
+                    with self._lock:
+                        self._keys.drop()
+            except Exception as exc:  # noqa: BLE001 - closing after an outage: the tables are empty anyway
+                log.debug("could not drop the look-up tables: %s", _one_line(exc))
             self._client.close()
             self._client = None
+            self._keys = None
 
     def __enter__(self) -> ClickHouseSink:
         return self.open()
@@ -195,9 +207,14 @@ class ClickHouseSink:
     def lookup(self, ids_by_project: dict[str, list[str]]) -> dict[EventKey, StoredCopy]:
         """The billed copy of each key that has one, by key (no FINAL, no history scan)."""
         found: dict[EventKey, StoredCopy] = {}
-        for sql in lookup_statements(self.location.database, ids_by_project):
-            for project_id, event_id, topic, partition, offset, index, print_ in self.query_rows(sql):
-                found[(project_id, event_id)] = StoredCopy(Source(topic, int(partition), int(offset)), int(index), int(print_))
+        if sum(len(ids) for ids in ids_by_project.values()) >= TABLE_LOOKUP_FROM and self._keys is not None:
+            keys = [(project_id, event_id) for project_id, ids in ids_by_project.items() for event_id in ids]
+            with self._lock:
+                rows = self._keys.stored_events(keys)
+        else:
+            rows = [row for sql in lookup_statements(self.location.database, ids_by_project) for row in self.query_rows(sql)]
+        for project_id, event_id, topic, partition, offset, index, print_ in rows:
+            found[(project_id, event_id)] = StoredCopy(Source(topic, int(partition), int(offset)), int(index), int(print_))
         return found
 
     def stored_contents(self, keys: list[EventKey]) -> dict[EventKey, tuple]:
@@ -249,11 +266,14 @@ class ClickHouseSink:
         wanted = set(keys)
         best: dict[CellKey, tuple] = {}
         n = len(CellKey._fields)
-        for sql in stored_cell_statements(self.location.database, keys):
-            for row in self.client.query(sql).result_rows:
-                key = CellKey(*row[:7], _utc(row[7]), row[8], int(row[9]))
-                if key in wanted and (key not in best or row[-1] >= best[key][-1]):
-                    best[key] = row
+        if len(keys) >= TABLE_LOOKUP_FROM and self._keys is not None:
+            rows = self._keys.stored_cells(keys)
+        else:
+            rows = [row for sql in stored_cell_statements(self.location.database, keys) for row in self.client.query(sql).result_rows]
+        for row in rows:
+            key = CellKey(*row[:7], _utc(row[7]), row[8], int(row[9]))
+            if key in wanted and (key not in best or row[-1] >= best[key][-1]):
+                best[key] = row
         return {key: StoredCell(int(row[n]), int(row[n + 1]), tuple(row[n + 2 : -1])) for key, row in best.items()}
 
     def report(self, query: ReportQuery) -> list[dict[str, Any]]:

@@ -224,7 +224,10 @@ def test_migrations_are_idempotent(open_sink):
     assert second.migrate() == []
     # Without FINAL: the second open inserted no second migration record.
     assert sorted(v for v, _d in second.query_rows("SELECT version, description FROM usage.schema_migrations")) == [1, 2, 3, 4]
-    assert sorted(r[0] for r in second.query_rows("SELECT name FROM system.tables WHERE database = 'usage'")) == [
+    tables = sorted(r[0] for r in second.query_rows("SELECT name FROM system.tables WHERE database = 'usage'"))
+    # The open sink's two private look-up tables (the first sink dropped its own on close).
+    assert [t for t in tables if t.startswith("_keys_")] == sorted([second._keys.cells_table, second._keys.events_table])
+    assert [t for t in tables if not t.startswith("_keys_")] == [
         "schema_migrations", "store_info", "usage_events", "usage_rejections", "usage_tool_windows", "usage_window_cells",
     ]
     # The data written before the reopen is still there: 1000 * 2.5/M.
@@ -525,3 +528,18 @@ def test_database_name_that_needs_quoting(open_sink):
     write(sink, [event(at=W, input_tokens=1000, output_tokens=0)])
 
     assert report(sink) == [project_record(1, 1000, 0, "0.0025")]
+
+
+def test_large_look_ups_through_the_key_tables_find_what_the_statements_find(sink, monkeypatch):
+    from stream_app.sink import clickhouse as module
+
+    stored = data_set() + [event(at=W + timedelta(seconds=i % 50), input_tokens=i, output_tokens=1) for i in range(400)]
+    write(sink, stored)  # its cells went through the key tables too, and add up (checked by windows())
+    windows(sink)
+    ids = {PROJECT: [e.event_id for e in stored] + [f"missing-{i}" for i in range(50)]}
+
+    by_table = sink.lookup(ids)
+    monkeypatch.setattr(module, "TABLE_LOOKUP_FROM", 10**9)
+    by_statements = sink.lookup(ids)
+
+    assert by_table == by_statements and len(by_table) == len(stored)
