@@ -233,13 +233,33 @@ class ChunkProcessor:
             except Exception as exc:  # noqa: BLE001 - refused on its own: a poison message
                 if not self.sink.answers():
                     raise  # an outage after all: the caller retries the chunk
-                rows, dups = self._dead_letter_message(part, now, exc), 0
+                repaired = self._repair_if_billed(part, now, exc)
+                rows, dups = repaired if repaired is not None else (self._dead_letter_message(part, now, exc), 0)
             total.absorb(rows)
             duplicates += dups
         rest = _Chunk([], chunk.rejections)
         rows, _ = self._attempt(rest, now)
         total.absorb(rows)
         return total, duplicates
+
+    def _repair_if_billed(self, part: _Chunk, now: datetime, error: Exception) -> tuple[ChunkRows, int] | None:
+        """A message whose events were stored but whose window cells were refused is billed:
+        its cells are rebuilt from the stored events instead (None if its events are not stored)."""
+        stored = self.sink.lookup(chunk_keys(part.copies))
+        decision = decide(part.copies, stored)
+        if not decision.accepted or any(stored.get(c.key) is None for c in decision.accepted):
+            return None
+        source = next(iter(part.values))
+        log.error(
+            "message %s[%d]@%d: its %d events are stored but ClickHouse refuses its window cells (%s); "
+            "rebuilding the cells of its days from the stored events",
+            source.topic, source.partition, source.offset, len(decision.accepted), _one_line(error),
+        )
+        days = sorted({(c.item.event.project_id, c.item.event.timestamp.astimezone(timezone.utc).date()) for c in decision.accepted})
+        self.sink.rebuild_cells_of_days(days)
+        rows = build_chunk_rows(decision.accepted, [], price=self.price, window_seconds=self.window_seconds, ingested_at=now)
+        self.metrics.isolated_messages += 1
+        return rows, len(decision.duplicates)
 
     def _dead_letter_message(self, part: _Chunk, now: datetime, error: Exception) -> ChunkRows:
         source = next(iter(part.values))

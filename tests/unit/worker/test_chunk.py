@@ -28,9 +28,11 @@ NOW = datetime.now(UTC)
 class FakeSink:
     """Stores what it is given; refuses writes while `refuse(rows)` says so."""
 
-    def __init__(self, refuse=lambda rows: False, answering: bool = True) -> None:
+    def __init__(self, refuse=lambda rows: False, answering: bool = True, events_land: bool = False) -> None:
         self.stats = SinkStats()
         self.refuse = refuse
+        self.events_land = events_land  # a refusal comes after the events were written (at the cells)
+        self.rebuilt_days: list = []
         self.answering = answering
         self.events: dict = {}
         self.window_parts: list[dict] = []
@@ -52,6 +54,10 @@ class FakeSink:
     def write_rows(self, rows):
         self.attempts += 1
         if self.refuse(rows):
+            if self.events_land:
+                for row in rows.event_rows:
+                    record = dict(zip(EVENT_COLUMNS, row, strict=True))
+                    self.events[(record["project_id"], record["event_id"])] = record
             raise RuntimeError("Code: 53. DB::Exception: Type mismatch")
         self.rejections.extend(rows.rejection_rows)
         self.window_parts.append(rows.window_parts)
@@ -61,6 +67,9 @@ class FakeSink:
 
     def answers(self) -> bool:
         return self.answering
+
+    def rebuild_cells_of_days(self, days):
+        self.rebuilt_days.extend(days)
 
 
 def processor(sink, **retry) -> ChunkProcessor:
@@ -128,6 +137,23 @@ def test_a_poison_message_is_dead_lettered_and_the_rest_written():
     # Only message 1 reached the window cells: the poison message's events were refused, and
     # cells are written after events, so nothing of message 2 is in any window.
     assert {offset for parts in sink.window_parts for cell in parts.values() for offset, _t in cell} == {1}
+    assert worker.metrics.isolated_messages == 1
+
+
+def test_a_message_whose_events_landed_but_whose_cells_are_refused_is_billed_and_its_cells_rebuilt():
+    good = make_event_dict(timestamp="2026-11-22T23:59:59+02:00")
+    stuck = make_event_dict(event_id="stuck")
+    sink = FakeSink(refuse=lambda rows: any(k for k in rows.window_parts if k.project_id == "proj-acme") and any(
+        r[0] == "stuck" for r in rows.event_rows), events_land=True)
+    worker = processor(sink, refusals_before_isolating=2)
+
+    outcome = worker.process([message(1, good), message(2, stuck)])
+
+    # Billed (its events are stored), not dead-lettered; its days' cells rebuilt from the events.
+    assert {k[1] for k in sink.events} == {good["event_id"], "stuck"}
+    assert outcome.dead_letters == [] and outcome.rows.events == 2
+    stuck_day = datetime.fromisoformat(stuck["timestamp"]).astimezone(UTC).date()
+    assert sink.rebuilt_days == [("proj-acme", stuck_day)]
     assert worker.metrics.isolated_messages == 1
 
 
