@@ -38,6 +38,8 @@ from stream_app.sink.lookups import (
     stored_content_statements,
 )
 from stream_app.sink.queries import (
+    JSON_SETTINGS,
+    report_json_sql,
     MISSING_PRICE_COLUMNS,
     PROVIDER_COST_COLUMNS,
     EventScope,
@@ -55,6 +57,11 @@ from stream_app.sink.schema import (
     STORE_INFO_TABLE,
     bootstrap_statements,
     current_schema_statements,
+    events_table_sql,
+    insert_type_names,
+    rejections_table_sql,
+    tool_windows_table_sql,
+    window_cells_table_sql,
     migrations,
     pending_migrations,
     quote_identifier,
@@ -77,6 +84,16 @@ class SinkStats:
 
 # Inserts that may span many month partitions (a backfill of years) must not be refused.
 _ANY_PARTITIONS = {"max_partitions_per_insert_block": 0}
+# What each chunk insert sends, by table: (columns, their types as sent).
+_WRITES: dict[str, tuple[list[str], list[str]]] = {
+    table: (list(columns), insert_type_names(ddl("db"), columns))
+    for table, columns, ddl in (
+        ("usage_rejections", REJECTION_COLUMNS, rejections_table_sql),
+        ("usage_tool_windows", TOOL_COLUMNS, tool_windows_table_sql),
+        ("usage_events", EVENT_COLUMNS, events_table_sql),
+        ("usage_window_cells", CELL_COLUMNS, window_cells_table_sql),
+    )
+}
 
 
 class ClickHouseSink:
@@ -239,27 +256,25 @@ class ClickHouseSink:
         go before cells, so the stored events of a partition are always a prefix of its
         messages, from which a cell can be rebuilt (`reprice`, repairs).
         """
-        database = self.location.database
         with self._lock:
-            if rows.rejection_rows:
-                self.client.insert("usage_rejections", rows.rejection_rows, column_names=list(REJECTION_COLUMNS), database=database)
-            if rows.tool_rows:
-                self.client.insert(
-                    "usage_tool_windows", rows.tool_rows, column_names=list(TOOL_COLUMNS), database=database,
-                    settings=_ANY_PARTITIONS,
-                )
-            if rows.event_rows:
-                self.client.insert("usage_events", rows.event_rows, column_names=list(EVENT_COLUMNS), database=database)
+            self._insert("usage_rejections", rows.rejection_rows)
+            self._insert("usage_tool_windows", rows.tool_rows)
+            self._insert("usage_events", rows.event_rows)
             if rows.window_parts:
                 rows.window_rows = fold(rows.window_parts, self._stored_cells(list(rows.window_parts)))
-                if rows.window_rows:
-                    self.client.insert(
-                        "usage_window_cells", rows.window_rows, column_names=list(CELL_COLUMNS), database=database,
-                        settings=_ANY_PARTITIONS,
-                    )
+                self._insert("usage_window_cells", rows.window_rows)
         self.stats.chunks_written += 1
         self.stats.events_written += rows.events
         self.stats.rejections_written += len(rows.rejection_rows)
+
+    def _insert(self, table: str, rows: list[tuple]) -> None:
+        """One chunk insert (caller holds the lock); nothing for no rows."""
+        if rows:
+            columns, types = _WRITES[table]
+            self.client.insert(
+                table, rows, column_names=columns, column_type_names=types,
+                database=self.location.database, settings=_ANY_PARTITIONS,
+            )
 
     def _stored_cells(self, keys: list[CellKey]) -> dict[CellKey, StoredCell]:
         """The winning stored row of each cell that has one (caller holds the lock)."""
@@ -279,6 +294,12 @@ class ClickHouseSink:
     def report(self, query: ReportQuery) -> list[dict[str, Any]]:
         """Billing totals for `usage-pipeline report`, from the window rows."""
         return report_records(query, self.query_rows(report_sql(self.location.database, query, self.window_seconds)))
+
+    def report_json(self, query: ReportQuery) -> bytes:
+        """The same records as `report`, as the JSON array ClickHouse writes (the worker's `/report`)."""
+        sql = report_json_sql(self.location.database, query, self.window_seconds)
+        with self._lock:
+            return self.client.raw_query(sql, settings=JSON_SETTINGS, fmt="JSONEachRow")
 
     def query_rows(self, sql: str) -> list[tuple]:
         """Run a read query and return its rows."""

@@ -21,7 +21,7 @@ read proportional to the windows it asks for, whatever history is stored:
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -315,3 +315,24 @@ def pending_migrations(all_migrations: Iterable[Migration], applied: Iterable[in
     """Migrations not yet recorded as applied, oldest first."""
     done = set(applied)
     return [m for m in sorted(all_migrations, key=lambda m: m.version) if m.version not in done]
+
+
+def insert_type_names(ddl: str, columns: Sequence[str]) -> list[str]:
+    """The types an insert sends for `columns` of the table `ddl` creates.
+
+    As declared, except that a `LowCardinality(T)` column is sent as plain `T`: the server
+    builds its dictionary (C++), the client does not (Python, ~5 µs an event on the hot
+    path); and with the types given, an insert needs no `DESCRIBE` round trip first.
+    """
+    body = ddl[ddl.index("(") + 1 : ddl.rindex(") ENGINE")]
+    declared: dict[str, str] = {}
+    for line in body.strip().splitlines():
+        name, _, kind = line.strip().rstrip(",").partition(" ")
+        declared[name] = kind
+    out = []
+    for column in columns:
+        kind = declared[column]
+        if kind.startswith("LowCardinality(") and kind.endswith(")"):
+            kind = kind[len("LowCardinality(") : -1]
+        out.append(kind)
+    return out

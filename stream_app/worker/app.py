@@ -208,7 +208,7 @@ def _install_pages(app: faust.App, sink: ClickHouseSink, metrics: WorkerMetrics,
         except ValueError as exc:
             return web.json({"error": str(exc), "group_by": sorted(GROUP_KEYS)}, status=400)
         try:
-            records = await asyncio.to_thread(sink.report, query)
+            body = await asyncio.to_thread(sink.report_json, query)
         except Exception as exc:  # ClickHouse unreachable: say so, don't guess totals
             return web.json({"error": f"ClickHouse did not answer: {exc}"}, status=503)
-        return web.json(records)
+        return aiohttp_web.Response(body=body, content_type="application/json", charset="utf-8")

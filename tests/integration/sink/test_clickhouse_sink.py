@@ -567,3 +567,17 @@ def test_cells_rebuilt_from_events_in_sql_equal_the_cells_the_worker_folded(sink
     assert sum(r["events"] for r in report(sink)) == 990
     for p in PROJECTS:
         windows(sink, p)  # hour and day cells still the sums of their windows
+
+
+@pytest.mark.parametrize("group_by", ["project", "agent", "session", "model", "tool"])
+@pytest.mark.parametrize("every", [None, 60, 3600])
+def test_the_json_clickhouse_writes_is_the_report_records(sink, group_by, every):
+    # /report answers with ClickHouse's own JSON; it must be the very records `report` builds.
+    from tests.factories import varied_events
+
+    write(sink, varied_events(300, seed=5, now=W, spread_seconds=3 * 3600) + data_set())
+    query = ReportQuery(group_by, every=every, since=W - timedelta(hours=2, minutes=7))
+
+    records = sink.report(query)
+
+    assert records and json.loads(sink.report_json(query)) == records
