@@ -38,7 +38,6 @@ from stream_app.sink.lookups import (
     stored_content_statements,
 )
 from stream_app.sink.queries import (
-    JSON_SETTINGS,
     report_json_sql,
     MISSING_PRICE_COLUMNS,
     PROVIDER_COST_COLUMNS,
@@ -299,7 +298,7 @@ class ClickHouseSink:
         """The same records as `report`, as the JSON array ClickHouse writes (the worker's `/report`)."""
         sql = report_json_sql(self.location.database, query, self.window_seconds)
         with self._lock:
-            return self.client.raw_query(sql, settings=JSON_SETTINGS, fmt="JSONEachRow")
+            return self.client.raw_query(sql, fmt="JSONEachRow")
 
     def query_rows(self, sql: str) -> list[tuple]:
         """Run a read query and return its rows."""

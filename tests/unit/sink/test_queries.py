@@ -259,3 +259,18 @@ def test_report_records_with_buckets_and_tools():
 )
 def test_format_money(amount, text):
     assert format_money(amount) == text
+
+
+def test_report_json_spells_the_records_in_the_engine_and_keeps_the_order():
+    from stream_app.sink.queries import report_json_sql
+
+    sql = report_json_sql("usage", ReportQuery("session", every=3600), 60)
+
+    assert sql.startswith(
+        "SELECT r.project_id AS project_id, nullIf(r.session_id, '') AS session_id, "
+        "formatDateTime(r.bucket, '%Y-%m-%dT%H:%i:%SZ', 'UTC') AS window_start, r.events AS events,"
+    )
+    assert "toString(r.cost_usd) AS cost_usd" in sql
+    # Ordered by the numbers, not by the strings they are spelled as.
+    assert ") AS r ORDER BY r.bucket, r.cost_usd DESC, r.project_id, r.session_id SETTINGS " in sql
+    assert sql.endswith("output_format_decimal_trailing_zeros = 0, do_not_merge_across_partitions_select_final = 1, max_threads = 1")
