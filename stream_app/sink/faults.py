@@ -114,5 +114,10 @@ class FaultyClient:
             raise InjectedFault("injected ClickHouse outage")
         return self._inner.query(*args, **kwargs)
 
+    def raw_query(self, *args: Any, **kwargs: Any) -> Any:
+        if self._in_outage():
+            raise InjectedFault("injected ClickHouse outage")
+        return self._inner.raw_query(*args, **kwargs)
+
     def close(self) -> None:
         self._inner.close()

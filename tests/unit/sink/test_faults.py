@@ -65,6 +65,10 @@ class RecordingClient:
         self.calls.append(("query", args))
         return "queried"
 
+    def raw_query(self, *args, **kwargs):
+        self.calls.append(("raw_query", args))
+        return b"[]"
+
     def close(self) -> None:
         self.closed = True
 
@@ -113,9 +117,13 @@ def test_commands_and_queries_pass_through_without_an_outage():
 
     assert client.command("SELECT 1") == "commanded"
     assert client.query("SELECT 2") == "queried"
+    assert client.raw_query("SELECT 3") == b"[]"  # /report's JSON
+    client.insert("_keys_events_1_ab", [])  # a look-up's keys: never a fault
     client.close()
 
-    assert inner.calls == [("command", ("SELECT 1",)), ("query", ("SELECT 2",))]
+    assert inner.calls == [
+        ("command", ("SELECT 1",)), ("query", ("SELECT 2",)), ("raw_query", ("SELECT 3",)), ("insert", ("_keys_events_1_ab", [])),
+    ]
     assert inner.closed
 
 
