@@ -43,6 +43,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_kafka import BenchmarkKafka  # noqa: E402
+
 from store_history import iter_fresh_events  # noqa: E402
 from store_results import Drain, Latency, SizeResult, print_size, print_summary, size_label  # noqa: E402
 from worker_throughput import _bare_consume, _peak_rss_mb, _wait_first_chunk  # noqa: E402
@@ -95,14 +97,9 @@ def main() -> int:
 
     settings = load_settings()
     work = Path(tempfile.mkdtemp(prefix="usage-store-scaling-"))
-    broker = None
+    broker = BenchmarkKafka(settings, work)
     try:
-        bootstrap = settings.kafka_bootstrap_servers
-        if not bootstrap:
-            from stream_app.broker.local import LocalKafkaBroker
-
-            broker = LocalKafkaBroker(work / "kafka", progress=lambda m: print(f"  kafka: {m}", file=sys.stderr))
-            bootstrap = broker.up()
+        bootstrap = broker.up()
         tag = uuid.uuid4().hex[:8]
         from stream_app.broker.topics import ensure_topics_sync
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_kafka import BenchmarkKafka  # noqa: E402
+
 from worker_throughput import _peak_rss_mb, _publish  # noqa: E402
 
 from stream_app.demo.traffic import demo_events  # noqa: E402
@@ -64,14 +66,9 @@ def main() -> int:
 
     settings = load_settings()
     work = Path(tempfile.mkdtemp(prefix="usage-mem-bench-"))
-    broker = None
+    broker = BenchmarkKafka(settings, work)
     try:
-        bootstrap = settings.kafka_bootstrap_servers
-        if not bootstrap:
-            from stream_app.broker.local import LocalKafkaBroker
-
-            broker = LocalKafkaBroker(work / "kafka", progress=lambda m: print(f"  kafka: {m}", file=sys.stderr))
-            bootstrap = broker.up()
+        bootstrap = broker.up()
         rounds = [run_round(bootstrap, settings.topic_partitions, work, n, args.events) for n in counts]
         print_rounds(rounds)
         return 0

@@ -28,6 +28,7 @@ from pathlib import Path
 from producers import KafkaPublisher
 from stream_app.demo.traffic import demo_events
 from stream_app.settings import load_settings
+from bench_kafka import BenchmarkKafka  # the script's own folder is on sys.path
 from stream_app.worker.process import WorkerProcess
 
 
@@ -40,14 +41,9 @@ def main() -> int:
 
     settings = load_settings()
     work = Path(tempfile.mkdtemp(prefix="usage-bench-"))
-    broker = None
+    broker = BenchmarkKafka(settings, work)
     try:
-        bootstrap = settings.kafka_bootstrap_servers
-        if not bootstrap:
-            from stream_app.broker.local import LocalKafkaBroker
-
-            broker = LocalKafkaBroker(work / "kafka", progress=lambda m: print(f"  kafka: {m}", file=sys.stderr))
-            bootstrap = broker.up()
+        bootstrap = broker.up()
         tag = uuid.uuid4().hex[:8]
         topic = f"bench-{tag}"
         from stream_app.broker.topics import ensure_topics_sync
