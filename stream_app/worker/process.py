@@ -74,10 +74,14 @@ class WorkerProcess:
 
     def get(self, path: str, *, timeout: float = 30.0, **params: str) -> Any:
         """GET a JSON page of the worker (with the admin token, if it has one)."""
+        return json.loads(self.fetch(path, timeout=timeout, **params))
+
+    def fetch(self, path: str, *, timeout: float = 30.0, **params: str) -> bytes:
+        """GET a page of the worker and return its body as received (with the admin token, if it has one)."""
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         request = urllib.request.Request(f"{self.url}{path}{query}", headers=self.admin_headers)
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+            return response.read()
 
     def stats(self) -> dict[str, Any]:
         return self.get("/stats")
