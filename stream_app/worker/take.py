@@ -3,11 +3,12 @@
 Faust's `Stream.take_events(max_, within)` closes a chunk on a number of messages
 only. This is the same generator (faust-streaming 0.15, `faust/streams.py`) with that
 one rule replaced: a chunk closes before a message that would take it past either
-limit, or when it reaches one, or `within` seconds after the last chunk. Everything
-else is as Faust does it: the stream's own acks are off while chunks are taken, and
-each chunk's events are acked only after the loop body has returned (so the offsets
-of a chunk are committed only once it is written), and a message that does not fit
-waits, unacked, for the next chunk.
+limit, or when it reaches one, or `within` seconds after the last chunk. And the next
+chunk fills while the loop body writes this one (Faust's method stops taking until the
+body returns). As Faust does it: the stream's own acks are off while chunks are taken,
+each chunk's events are acked only after the loop body has returned (so the offsets of
+a chunk are committed only once it is written), and a message that does not fit waits,
+unacked, for the next chunk.
 
 It reaches into the stream as Faust's method does (`add_processor`, `_enable_passive`,
 `_processors`, `_active_agens`); pyproject pins faust-streaming below 0.16 for that.
@@ -20,7 +21,6 @@ from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from mode.utils.aiter import aiter
-from mode.utils.futures import notify
 
 from stream_app.core.chunk_limits import ChunkLimits
 
@@ -39,37 +39,34 @@ def message_bytes(event: Any) -> int:
 
 
 async def _take_chunks(stream: Any, limits: ChunkLimits, within: float) -> AsyncGenerator[Sequence[Any], None]:
-    events: list[Any] = []
+    # The chunk filling while the loop body writes the one before it: taking the next
+    # messages off the stream overlaps with the write, so a worker never waits for Kafka
+    # between two chunks (the consumer's queue is a few messages: it is bounded in bytes).
+    filling: list[Any] = []
     held = 0
     buffer_full = asyncio.Event()
-    buffer_consumed = asyncio.Event()
-    buffer_consuming: asyncio.Future | None = None
+    buffer_taken = asyncio.Event()
     stream_enable_acks = stream.enable_acks
     channel_it = aiter(stream.channel)
 
     async def wait_until_taken() -> None:
-        """Hand the chunk to the loop below and wait until it is processed and acked."""
+        """The filling chunk is complete: wait until the loop below takes it (not until it is written)."""
         buffer_full.set()
-        buffer_consumed.clear()
-        await stream.wait(buffer_consumed)
+        buffer_taken.clear()
+        await stream.wait(buffer_taken)
 
     async def add_to_buffer(value: Any) -> Any:
-        nonlocal buffer_consuming, held
+        nonlocal held
         try:
-            if buffer_consuming is not None:
-                try:
-                    await buffer_consuming
-                finally:
-                    buffer_consuming = None
             event = stream.current_event
             if event is None:
                 raise RuntimeError("take_chunks found current_event is None")
             size = message_bytes(event)
-            if limits.closes_before(len(events), held, size):
+            if limits.closes_before(len(filling), held, size):
                 await wait_until_taken()
-            events.append(event)
+            filling.append(event)
             held += size
-            if limits.is_full(len(events), held):
+            if limits.is_full(len(filling), held):
                 await wait_until_taken()
         except asyncio.CancelledError:  # pragma: no cover
             raise
@@ -84,19 +81,18 @@ async def _take_chunks(stream: Any, limits: ChunkLimits, within: float) -> Async
     try:
         while not stream.should_stop:
             await stream.wait_for_stopped(buffer_full, timeout=within)
-            if events:
-                # The processor must not add to the chunk while the loop body has it.
-                buffer_consuming = stream.loop.create_future()
-                try:
-                    yield list(events)
-                finally:
-                    for event in events:
-                        await stream.ack(event)
-                    events.clear()
-                    held = 0
-                    notify(buffer_consuming)
-                    buffer_full.clear()
-                    buffer_consumed.set()
+            if not filling:
+                continue
+            # Take the chunk; the processor starts the next one at once.
+            chunk, filling, held = filling, [], 0
+            buffer_full.clear()
+            buffer_taken.set()
+            try:
+                yield chunk
+            finally:
+                # Acked (and so committed) only once the loop body has returned: written.
+                for event in chunk:
+                    await stream.ack(event)
     finally:
         stream.enable_acks = stream_enable_acks
         stream._processors.remove(add_to_buffer)  # noqa: SLF001 - as Faust's own take_events does
