@@ -3,9 +3,9 @@
 Faust's `Stream.take_events(max_, within)` closes a chunk on a number of messages
 only. This is the same generator (faust-streaming 0.15, `faust/streams.py`) with that
 one rule replaced: a chunk closes before a message that would take it past either
-limit, or when it reaches one, or `within` seconds after the last chunk. And the next
+limit, or when it reaches one, or `within` seconds after its first message. And the next
 chunk fills while the loop body writes this one (Faust's method stops taking until the
-body returns). As Faust does it: the stream's own acks are off while chunks are taken,
+body returns, then waits `within` again). As Faust does it: the stream's own acks are off while chunks are taken,
 each chunk's events are acked only after the loop body has returned (so the offsets of
 a chunk are committed only once it is written), and a message that does not fit waits,
 unacked, for the next chunk.
@@ -44,6 +44,7 @@ async def _take_chunks(stream: Any, limits: ChunkLimits, within: float) -> Async
     # between two chunks (the consumer's queue is a few messages: it is bounded in bytes).
     filling: list[Any] = []
     held = 0
+    started_at = 0.0  # loop time of the filling chunk's first message
     buffer_full = asyncio.Event()
     buffer_taken = asyncio.Event()
     stream_enable_acks = stream.enable_acks
@@ -56,7 +57,7 @@ async def _take_chunks(stream: Any, limits: ChunkLimits, within: float) -> Async
         await stream.wait(buffer_taken)
 
     async def add_to_buffer(value: Any) -> Any:
-        nonlocal held
+        nonlocal held, started_at
         try:
             event = stream.current_event
             if event is None:
@@ -64,6 +65,8 @@ async def _take_chunks(stream: Any, limits: ChunkLimits, within: float) -> Async
             size = message_bytes(event)
             if limits.closes_before(len(filling), held, size):
                 await wait_until_taken()
+            if not filling:
+                started_at = stream.loop.time()
             filling.append(event)
             held += size
             if limits.is_full(len(filling), held):
@@ -80,7 +83,11 @@ async def _take_chunks(stream: Any, limits: ChunkLimits, within: float) -> Async
     stream._enable_passive(channel_it)  # noqa: SLF001 - as Faust's own take_events does
     try:
         while not stream.should_stop:
-            await stream.wait_for_stopped(buffer_full, timeout=within)
+            # `within` counts from the chunk's first message: a chunk that filled while
+            # the last one was written is taken at once, not after another `within`.
+            wait = within if not filling else within - (stream.loop.time() - started_at)
+            if wait > 0 and not buffer_full.is_set():
+                await stream.wait_for_stopped(buffer_full, timeout=wait)
             if not filling:
                 continue
             # Take the chunk; the processor starts the next one at once.
