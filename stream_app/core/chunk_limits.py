@@ -9,6 +9,7 @@ consumer prefetches is sized from the same byte budget. Pure arithmetic; the wor
 
 from __future__ import annotations
 
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 
 from stream_app.core.decode import MAX_MESSAGE_BYTES
@@ -85,3 +86,34 @@ def held_bytes_bound(limits: ChunkLimits, buffer: ConsumerBuffer, partitions: in
     queue = buffer.stream_messages * max_message_bytes
     fetches = 2 * max(1, partitions) * max(buffer.partition_fetch_bytes, max_message_bytes)
     return 2 * chunk + queue + fetches
+
+
+# A write holds at most this many distinct (project, agent, session, window) identities.
+# Each brings window cells of its own (agent, session and model cells at three levels, and
+# their per-message contributions, stored rows and look-up keys): a chunk of 25,000 events
+# from 25,000 sessions would otherwise hold 100k+ cells at once, and the worker's memory
+# would follow the number of sessions instead of the chunk's bytes. Traffic from a few
+# thousand sessions fits one write per chunk.
+MAX_IDENTITIES_PER_WRITE = 5_000
+
+
+def identity_groups(per_message: Sequence[Collection[Hashable]], limit: int = MAX_IDENTITIES_PER_WRITE) -> list[range]:
+    """Runs of consecutive messages whose identities together stay within `limit`.
+
+    A chunk is written run by run, in order: as if it had been cut into smaller chunks,
+    which counting does not see (a cell's coverage makes any cut exact). A message whose
+    identities alone pass the limit is a run of its own: a message is never split.
+    """
+    groups: list[range] = []
+    start = 0
+    seen: set[Hashable] = set()
+    for index, identities in enumerate(per_message):
+        fresh = [i for i in identities if i not in seen]
+        if seen and len(seen) + len(fresh) > limit:
+            groups.append(range(start, index))
+            start, seen = index, set()
+            fresh = list(identities)
+        seen.update(fresh)
+    if start < len(per_message):
+        groups.append(range(start, len(per_message)))
+    return groups

@@ -1,7 +1,9 @@
 """One chunk of Kafka messages through the pure core and into the sink, until it is written.
 
 An attempt looks the chunk's keys up, decides which copies are billed (SPEC.md §3),
-builds the rows and writes them. A failed attempt is retried whole, because the store
+builds the rows and writes them. A chunk from very many sessions or agents is written
+in runs of consecutive messages (`identity_groups`), as if it had been cut smaller, so
+the window cells held at once stay bounded whatever the number of sessions. A failed attempt is retried whole, because the store
 may hold part of what it wrote: the next look-up sees that, and the rows it rewrites
 land on the same keys. Three ways out of a failing chunk, none of which commits past
 an unwritten event:
@@ -34,7 +36,8 @@ from stream_app.core.counting import (
     differing_fields,
 )
 from stream_app.core.dead_letter import dead_letter_record
-from stream_app.core.decode import MessageOrigin, RejectReason, Rejection, original_event_bytes
+from stream_app.core.chunk_limits import MAX_IDENTITIES_PER_WRITE, identity_groups
+from stream_app.core.decode import DecodeResult, MessageOrigin, RejectReason, Rejection, original_event_bytes
 from stream_app.core.fast_decode import decode_billable_message
 from stream_app.core.billable import BillableEvent
 from stream_app.core.pricing import PricedCost, price_event
@@ -51,9 +54,23 @@ class StopRequested(PipelineError):
     """The worker was asked to stop while a chunk was not written: stop without committing."""
 
 
+@dataclass
+class ChunkSummary:
+    """What a chunk wrote, counted (its rows are let go run by run)."""
+
+    events: int = 0
+    unpriced_events: int = 0
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def add(self, rows: ChunkRows) -> None:
+        self.events += rows.events
+        self.unpriced_events += rows.unpriced_events
+        self.rejections.extend(rows.rejections)
+
+
 @dataclass(frozen=True)
 class ChunkOutcome:
-    rows: ChunkRows
+    rows: ChunkSummary
     dead_letters: list[tuple[bytes, bytes]]
     attempts: int
     duplicates: int = 0
@@ -90,6 +107,7 @@ class ChunkProcessor:
         stop: threading.Event | None = None,
         decode_options: dict | None = None,
         price: Callable[[BillableEvent], PricedCost] = price_event,
+        max_identities_per_write: int = MAX_IDENTITIES_PER_WRITE,
     ) -> None:
         self.sink = sink
         self.metrics = metrics
@@ -100,36 +118,55 @@ class ChunkProcessor:
         self.stop = stop or threading.Event()
         self.decode_options = decode_options or {}
         self.price = price
+        self.max_identities_per_write = max_identities_per_write
 
     def process(self, messages: Sequence[tuple[bytes | None, MessageOrigin]]) -> ChunkOutcome:
         """Blocking: returns once the chunk is in ClickHouse; raises `StopRequested` if told to stop."""
         started = time.perf_counter()
         now = datetime.now(timezone.utc)
-        chunk = _Chunk([], [])
-        decoded = []
-        for value, origin in messages:
-            result = decode_billable_message(
-                value, origin, now=now, max_future_skew=self.max_future_skew, **self.decode_options
-            )
-            decoded.extend(result.events)
-            chunk.rejections.extend(result.rejections)
-            if result.events:
-                chunk.values[Source(origin.topic, origin.partition, origin.offset)] = value or b""
-        chunk.copies = copies_of(decoded)
-        rows, duplicates, attempts = self._write_until_done(chunk, now)
+        results = [
+            decode_billable_message(value, origin, now=now, max_future_skew=self.max_future_skew, **self.decode_options)
+            for value, origin in messages
+        ]
+        written = ChunkSummary()
+        duplicates = attempts = 0
+        # Written in runs of messages with a bounded number of sessions and agents (memory).
+        identities = [self._identities(result) for result in results]
+        for run in identity_groups(identities, self.max_identities_per_write) or [range(0)]:
+            chunk = _Chunk([], [])
+            decoded = []
+            for index in run:
+                (value, origin), result = messages[index], results[index]
+                decoded.extend(result.events)
+                chunk.rejections.extend(result.rejections)
+                if result.events:
+                    chunk.values[Source(origin.topic, origin.partition, origin.offset)] = value or b""
+            chunk.copies = copies_of(decoded)
+            rows, run_duplicates, run_attempts = self._write_until_done(chunk, now)
+            written.add(rows)
+            duplicates += run_duplicates
+            attempts = max(attempts, run_attempts)
         dead_letters = [
-            dead_letter_record(r, rejected_at=now, consumer_group=self.consumer_group) for r in rows.rejections
+            dead_letter_record(r, rejected_at=now, consumer_group=self.consumer_group) for r in written.rejections
         ]
         m = self.metrics
         m.messages += len(messages)
-        m.events_accepted += rows.events
-        m.events_unpriced += rows.unpriced_events
+        m.events_accepted += written.events
+        m.events_unpriced += written.unpriced_events
         m.duplicates += duplicates
         m.chunks += 1
-        for r in rows.rejections:
+        for r in written.rejections:
             m.dead_letters[r.reason] += 1
         m.last_chunk_seconds = time.perf_counter() - started
-        return ChunkOutcome(rows, dead_letters, attempts, duplicates)
+        return ChunkOutcome(written, dead_letters, attempts, duplicates)
+
+    def _identities(self, result: DecodeResult) -> set[tuple]:
+        """What a message's events bring window cells for: (project, agent, session, window)."""
+        window = self.window_seconds
+        return {
+            (e.project_id, e.agent_name, e.session_id, int(e.timestamp.timestamp()) // window)
+            for e in (d.event for d in result.events)
+        }
 
     # --- one attempt ---------------------------------------------------------------------
 

@@ -106,11 +106,13 @@ def messages_of(events: list[UsageTrackingEvent], bad: int = 0) -> list[Message]
     return out
 
 
-def process(sink: ClickHouseSink, messages: list[Message], **retry) -> ChunkOutcome:
+def process(sink: ClickHouseSink, messages: list[Message], max_identities: int | None = None, **retry) -> ChunkOutcome:
     """One chunk through the worker's own processor (retries fast, isolates after 5 refusals)."""
     policy = RetryPolicy(**{"initial_seconds": 0.01, "max_seconds": 0.05, **retry})
+    bound = {} if max_identities is None else {"max_identities_per_write": max_identities}
     processor = ChunkProcessor(
-        sink, WorkerMetrics(), window_seconds=WINDOW, max_future_skew=timedelta(days=3650), consumer_group="test", retry=policy
+        sink, WorkerMetrics(), window_seconds=WINDOW, max_future_skew=timedelta(days=3650), consumer_group="test",
+        retry=policy, **bound,
     )
     return processor.process(messages)
 
@@ -326,6 +328,21 @@ def test_window_rows_are_the_same_when_the_events_come_one_chunk_at_a_time(sink)
         write(sink, [e])
 
     assert windows(sink) == EXPECTED_WINDOWS
+
+
+def test_a_chunk_written_in_runs_of_few_sessions_gives_the_same_windows(sink):
+    # A chunk from many sessions is written a few identities at a time (bounded memory):
+    # here one per run, so every message is a write of its own, and a re-send of the
+    # first event, later in the same chunk, lands in another run than its original.
+    events = data_set()
+    messages = messages_of([*events, events[0]], bad=1)
+
+    outcome = process(sink, messages, max_identities=1)
+
+    assert (outcome.rows.events, outcome.duplicates, len(outcome.dead_letters)) == (len(events), 1, 1)
+    assert windows(sink) == EXPECTED_WINDOWS
+    assert [r["events"] for r in report(sink)] == [len(events)]
+    assert sink.query_rows("SELECT count() FROM usage.usage_events FINAL") == [(len(events),)]
 
 
 def test_a_batch_message_is_one_contribution_per_window(sink):

@@ -12,6 +12,7 @@ from stream_app.core.chunk_limits import (
     ChunkLimits,
     consumer_buffer,
     held_bytes_bound,
+    identity_groups,
 )
 from stream_app.core.decode import MAX_MESSAGE_BYTES
 
@@ -113,3 +114,29 @@ def test_held_bytes_do_not_depend_on_the_backlog_and_grow_with_the_budget():
 
     assert bound_small == 2 * 16 * MiB + 4 * MAX_MESSAGE_BYTES + 2 * 4 * MAX_MESSAGE_BYTES
     assert bound_small < bound_large
+
+
+@given(
+    st.lists(st.sets(st.integers(0, 40), max_size=12), max_size=30),
+    st.integers(1, 25),
+)
+def test_identity_groups_cut_a_chunk_into_consecutive_runs_within_the_limit(per_message, limit):
+    groups = identity_groups(per_message, limit)
+
+    # Every message once, in order, never split.
+    assert [i for g in groups for i in g] == list(range(len(per_message)))
+    assert all(len(g) > 0 for g in groups)
+    for g in groups:
+        together = set().union(*(per_message[i] for i in g))
+        # Within the limit, unless one message alone brings more (and the rest nothing new).
+        assert len(together) <= limit or any(per_message[i] == together for i in g)
+    # Greedy: a run closes only because the next message would take it past the limit.
+    for g, after in zip(groups, groups[1:]):
+        together = set().union(*(per_message[i] for i in g), per_message[after[0]])
+        assert len(together) > limit
+
+
+def test_identity_groups_keep_a_chunk_whole_when_it_fits():
+    assert identity_groups([{1, 2}, {2, 3}, {3}], 3) == [range(0, 3)]
+    assert identity_groups([{1, 2}, {2, 3}, {4}], 3) == [range(0, 2), range(2, 3)]
+    assert identity_groups([], 3) == []
