@@ -88,7 +88,7 @@ def held_bytes_bound(limits: ChunkLimits, buffer: ConsumerBuffer, partitions: in
     return 2 * chunk + queue + fetches
 
 
-# A write holds at most this many distinct (project, agent, session, window) identities.
+# A write holds at most this many distinct (project, agent, session) identities.
 # Each brings window cells of its own (agent, session and model cells at three levels, and
 # their per-message contributions, stored rows and look-up keys): a chunk of 25,000 events
 # from 25,000 sessions would otherwise hold 100k+ cells at once, and the worker's memory

@@ -162,14 +162,14 @@ class Copy:
 
     __slots__ = ("item", "fingerprint", "key", "source", "batch_index")
 
-    def __init__(self, item: DecodedEvent, fingerprint: int) -> None:
+    def __init__(self, item: DecodedEvent, fingerprint: int, source: Source | None = None) -> None:
         if not isinstance(item.event, BillableEvent):  # a validated model (tests, tools): the core's form
             item = DecodedEvent(as_billable(item.event), item.origin, item.index)
         o = item.origin
         self.item = item
         self.fingerprint = fingerprint
         self.key: EventKey = (item.event.project_id, item.event.event_id)
-        self.source = Source(o.topic, o.partition, o.offset)
+        self.source = Source(o.topic, o.partition, o.offset) if source is None else source
         self.batch_index = -1 if item.index is None else item.index
 
     def __repr__(self) -> str:
@@ -198,14 +198,33 @@ class CountingDecision:
 
 
 def copies_of(decoded: Iterable[DecodedEvent]) -> list[Copy]:
-    """Each decoded event (as a `BillableEvent`) with its fingerprint, in log order (offset, batch index)."""
-    copies = []
+    """Each decoded event (as a `BillableEvent`) with its fingerprint, in log order (offset, batch index).
+
+    Events of one message share its origin: they are gathered per message, the messages
+    put in log order, and each message's events in batch order.
+    """
+    messages: dict[int, tuple[Source, list[Copy]]] = {}
     for item in decoded:
-        copy = Copy(item, 0)
+        o = item.origin
+        message = messages.get(id(o))
+        if message is None:
+            message = messages[id(o)] = (Source(o.topic, o.partition, o.offset), [])
+        copy = Copy(item, 0, message[0])
         copy.fingerprint = copy.item.event.fingerprint
-        copies.append(copy)
-    copies.sort(key=lambda c: (c.source, c.batch_index))
+        message[1].append(copy)
+    copies: list[Copy] = []
+    for _source, members in sorted(messages.values(), key=_first):
+        members.sort(key=_batch_index)
+        copies.extend(members)
     return copies
+
+
+def _first(pair: tuple) -> Any:
+    return pair[0]
+
+
+def _batch_index(copy: Copy) -> int:
+    return copy.batch_index
 
 
 def chunk_keys(copies: Sequence[Copy]) -> dict[str, list[str]]:

@@ -251,7 +251,8 @@ def _accept(w: _WireEvent, checks: _Checks) -> BillableEvent | None:
             provider_cost = _parse_decimal_string(w.provider_cost)
         except ValueError:
             return None
-    if not (_plainly_fine(w.context, checks) and _plainly_fine(w.provider_metadata, checks)):
+    context_bytes, metadata_bytes = bytes(w.context), bytes(w.provider_metadata)
+    if not (_plainly_fine(context_bytes, checks) and _plainly_fine(metadata_bytes, checks)):
         context = _free_form(w.context)
         metadata = _free_form(w.provider_metadata)
         if context is None or metadata is None:
@@ -284,8 +285,8 @@ def _accept(w: _WireEvent, checks: _Checks) -> BillableEvent | None:
         error=w.error,
         provider_cost=provider_cost,
         tool_calls_json=_ENCODER.encode(w.tool_calls).decode() if tools else "[]",
-        provider_metadata_json=bytes(w.provider_metadata).decode(),
-        context_json=bytes(w.context).decode(),
+        provider_metadata_json=metadata_bytes.decode(),
+        context_json=context_bytes.decode(),
         fingerprint=digest(_ENCODER.encode(w)),
     )
 
@@ -308,14 +309,13 @@ _PLAIN_DEPTH = 32
 _BIG_EXPONENT = re.compile(rb"[0-9][eE][+-]?[0-9]{3}|[0-9]{300}")
 
 
-def _plainly_fine(raw: msgspec.Raw, checks: _Checks) -> bool:
+def _plainly_fine(data: bytes, checks: _Checks) -> bool:
     """True when a free-form object needs none of the slow checks (the common case).
 
     A small object without escapes (no lone surrogates), without three-digit exponents
     (no float overflow), not nested deeply, and without a denied key's text anywhere.
     Anything else is parsed and checked exactly.
     """
-    data = bytes(raw)
     if data == _EMPTY_OBJECT:
         return True
     if len(data) > _PLAIN_BYTES or not data.startswith(b"{") or b"\\" in data:

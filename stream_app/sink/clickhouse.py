@@ -277,13 +277,12 @@ class ClickHouseSink:
 
     def _stored_cells(self, keys: list[CellKey]) -> dict[CellKey, StoredCell]:
         """The winning stored row of each cell that has one (caller holds the lock)."""
+        if len(keys) >= TABLE_LOOKUP_FROM and self._keys is not None:
+            return self._keys.stored_cells(keys)
         wanted = set(keys)
         best: dict[CellKey, tuple] = {}
         n = len(CellKey._fields)
-        if len(keys) >= TABLE_LOOKUP_FROM and self._keys is not None:
-            rows = self._keys.stored_cells(keys)
-        else:
-            rows = [row for sql in stored_cell_statements(self.location.database, keys) for row in self.client.query(sql).result_rows]
+        rows = [row for sql in stored_cell_statements(self.location.database, keys) for row in self.client.query(sql).result_rows]
         for row in rows:
             key = CellKey(*row[:7], _utc(row[7]), row[8], int(row[9]))
             if key in wanted and (key not in best or row[-1] >= best[key][-1]):

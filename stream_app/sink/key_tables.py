@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from stream_app.core.window_cells import CELL_COLUMNS, CellKey
+from stream_app.core.window_cells import CELL_COLUMNS, CellKey, StoredCell
 from stream_app.sink.lookups import LOOKUP_COLUMNS
 from stream_app.sink.schema import quote_identifier
 
@@ -27,7 +27,10 @@ from stream_app.sink.schema import quote_identifier
 TABLE_LOOKUP_FROM = 300
 
 _EVENT_KEY_COLUMNS = (("project_id", "String"), ("event_id", "String"))
+# `n`: the key's place in the look-up, so a match comes back as a number, not as ten
+# columns to read and turn back into a key.
 _CELL_KEY_COLUMNS = (
+    ("n", "UInt32"),
     ("level", "UInt32"),
     ("grouping", "String"),
     ("project_id", "String"),
@@ -39,7 +42,9 @@ _CELL_KEY_COLUMNS = (
     ("src_topic", "String"),
     ("src_partition", "UInt32"),
 )
-assert tuple(name for name, _t in _CELL_KEY_COLUMNS) == CellKey._fields
+assert tuple(name for name, _t in _CELL_KEY_COLUMNS[1:]) == CellKey._fields
+# What a cell look-up returns after the key's number: the stored cell, then its version.
+_CELL_VALUES = CELL_COLUMNS[len(CellKey._fields) :]
 
 
 def private_table_names(prefix: str = "_keys") -> tuple[str, str]:
@@ -64,12 +69,16 @@ def events_by_table_sql(database: str, table: str) -> str:
 
 
 def cells_by_table_sql(database: str, table: str) -> str:
-    """`CELL_COLUMNS` rows (every unmerged version) of the cells listed in `table`."""
+    """(n, covered_until, generation, totals..., version) of the newest stored row of each cell in `table`."""
     db = quote_identifier(database)
     keys = ", ".join(CellKey._fields)
+    listed = quote_identifier(table)
     return (
-        f"SELECT {', '.join(CELL_COLUMNS)} FROM {db}.usage_window_cells "
-        f"WHERE ({keys}) IN (SELECT {keys} FROM {db}.{quote_identifier(table)})"
+        f"SELECT k.n, {', '.join(f'c.{name}' for name in _CELL_VALUES)} "
+        f"FROM (SELECT {', '.join(CELL_COLUMNS)} FROM {db}.usage_window_cells "
+        f"WHERE ({keys}) IN (SELECT {keys} FROM {db}.{listed})) AS c "
+        f"INNER JOIN {db}.{listed} AS k USING ({keys}) "
+        "ORDER BY c.version DESC LIMIT 1 BY k.n"
     )
 
 
@@ -91,13 +100,20 @@ class KeyTables:
             self.client.command(f"DROP TABLE IF EXISTS {db}.{quote_identifier(table)}")
 
     def stored_events(self, keys: Sequence[tuple[str, str]]) -> list[tuple]:
-        return self._matches(self.events_table, _EVENT_KEY_COLUMNS, keys, events_by_table_sql)
+        return self._matches(self.events_table, _EVENT_KEY_COLUMNS, list(zip(*keys)), events_by_table_sql)
 
-    def stored_cells(self, keys: Sequence[CellKey]) -> list[tuple]:
-        return self._matches(self.cells_table, _CELL_KEY_COLUMNS, keys, cells_by_table_sql)
+    def stored_cells(self, keys: Sequence[CellKey]) -> dict[CellKey, StoredCell]:
+        """The newest stored row of each of `keys` that the store has."""
+        columns = [range(len(keys)), *zip(*keys)] if keys else []
+        rows = self._matches(self.cells_table, _CELL_KEY_COLUMNS, columns, cells_by_table_sql)
+        return {keys[row[0]]: StoredCell(row[1], row[2], tuple(row[3:-1])) for row in rows}
 
-    def _matches(self, table: str, columns: Sequence[tuple[str, str]], keys: Sequence[tuple], sql: Any) -> list[tuple]:
+    def _matches(self, table: str, columns: Sequence[tuple[str, str]], data: Sequence[Sequence], sql: Any) -> list[tuple]:
+        """Fill `table` with `data`, given column by column, and return the rows of `sql` over it."""
         db = quote_identifier(self.database)
         self.client.command(f"TRUNCATE TABLE {db}.{quote_identifier(table)}")
-        self.client.insert(table, list(keys), column_names=[name for name, _t in columns], database=self.database)
+        if data:
+            self.client.insert(
+                table, data, column_names=[name for name, _t in columns], database=self.database, column_oriented=True
+            )
         return list(self.client.query(sql(self.database, table)).result_rows)

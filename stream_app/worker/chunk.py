@@ -160,13 +160,10 @@ class ChunkProcessor:
         m.last_chunk_seconds = time.perf_counter() - started
         return ChunkOutcome(written, dead_letters, attempts, duplicates)
 
-    def _identities(self, result: DecodeResult) -> set[tuple]:
-        """What a message's events bring window cells for: (project, agent, session, window)."""
-        window = self.window_seconds
-        return {
-            (e.project_id, e.agent_name, e.session_id, int(e.timestamp.timestamp()) // window)
-            for e in (d.event for d in result.events)
-        }
+    @staticmethod
+    def _identities(result: DecodeResult) -> set[tuple]:
+        """Whom a message's events bring window cells for: (project, agent, session)."""
+        return {(d.event.project_id, d.event.agent_name, d.event.session_id) for d in result.events}
 
     # --- one attempt ---------------------------------------------------------------------
 

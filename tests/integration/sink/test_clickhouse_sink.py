@@ -562,6 +562,28 @@ def test_large_look_ups_through_the_key_tables_find_what_the_statements_find(sin
     assert by_table == by_statements and len(by_table) == len(stored)
 
 
+def test_large_cell_look_ups_through_the_key_tables_find_the_newest_stored_rows(sink, monkeypatch):
+    from stream_app.core.window_cells import CellKey
+    from stream_app.sink import clickhouse as module
+
+    # Two chunks: the cells the second touches hold two unmerged versions each.
+    write(sink, [event(at=W + timedelta(seconds=i % 50), input_tokens=i, output_tokens=1, session=f"s{i}") for i in range(400)])
+    write(sink, [event(at=W + timedelta(seconds=i % 50), input_tokens=i, output_tokens=2, session=f"s{i}") for i in range(200)])
+    stored = [
+        CellKey(*row[:7], row[7].replace(tzinfo=UTC), row[8], row[9])
+        for row in sink.query_rows(f"SELECT DISTINCT {', '.join(CellKey._fields)} FROM usage.usage_window_cells")
+    ]
+    missing = [key._replace(session_id=f"missing-{i}") for i, key in enumerate(stored[:50])]
+    keys = stored + missing
+    assert len(keys) >= module.TABLE_LOOKUP_FROM
+
+    by_table = sink._stored_cells(keys)
+    monkeypatch.setattr(module, "TABLE_LOOKUP_FROM", 10**9)
+    by_statements = sink._stored_cells(keys)
+
+    assert by_table == by_statements and set(by_table) == set(stored)
+
+
 def test_cells_rebuilt_from_events_in_sql_equal_the_cells_the_worker_folded(sink):
     # The one rule in two implementations: the worker's Python fold and the SQL rebuild
     # (upgrade, reprice, repairs) must give the same totals, cell by cell, at every level.
