@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from schemas import UsageTrackingEvent
@@ -213,18 +214,10 @@ def copies_of(decoded: Iterable[DecodedEvent]) -> list[Copy]:
         copy.fingerprint = copy.item.event.fingerprint
         message[1].append(copy)
     copies: list[Copy] = []
-    for _source, members in sorted(messages.values(), key=_first):
-        members.sort(key=_batch_index)
+    for _source, members in sorted(messages.values(), key=itemgetter(0)):
+        members.sort(key=attrgetter("batch_index"))
         copies.extend(members)
     return copies
-
-
-def _first(pair: tuple) -> Any:
-    return pair[0]
-
-
-def _batch_index(copy: Copy) -> int:
-    return copy.batch_index
 
 
 def chunk_keys(copies: Sequence[Copy]) -> dict[str, list[str]]:

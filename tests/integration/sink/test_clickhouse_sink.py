@@ -566,7 +566,7 @@ def test_large_cell_look_ups_through_the_key_tables_find_the_newest_stored_rows(
     from stream_app.core.window_cells import CellKey
     from stream_app.sink import clickhouse as module
 
-    # Two chunks: the cells the second touches hold two unmerged versions each.
+    # Two chunks: the cells the second touches are written twice (two versions, until a merge).
     write(sink, [event(at=W + timedelta(seconds=i % 50), input_tokens=i, output_tokens=1, session=f"s{i}") for i in range(400)])
     write(sink, [event(at=W + timedelta(seconds=i % 50), input_tokens=i, output_tokens=2, session=f"s{i}") for i in range(200)])
     stored = [
