@@ -11,12 +11,12 @@ they are stored as: on the fast path the text as it arrived, never re-encoded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime
 from decimal import Decimal
 
 import msgspec
+from xxhash import xxh3_64_intdigest
 
 from schemas import UsageTrackingEvent
 
@@ -68,9 +68,15 @@ def compact_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
-def digest(data: bytes) -> int:
-    """64 bits of BLAKE2b: the same bytes give the same number in every process."""
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+def digest(data: bytes | msgspec.Raw) -> int:
+    """64 bits of XXH3: the same bytes give the same number in every process.
+
+    Not a cryptographic digest, and it needs not be: a fingerprint only tells an
+    identical copy from a changed one (SPEC.md §3), and the billed copy is the first one
+    whichever it is; equal fingerprints of a changed copy would only call a conflicting
+    duplicate a duplicate. XXH3 costs ~0.05 µs an event where BLAKE2b cost ~1 µs.
+    """
+    return xxh3_64_intdigest(data)
 
 
 def as_billable(event: UsageTrackingEvent | BillableEvent, raw: bytes | None = None) -> BillableEvent:

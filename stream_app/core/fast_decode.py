@@ -158,13 +158,14 @@ def _fast_message(raw: bytes, origin: MessageOrigin, checks: _Checks) -> DecodeR
         raw.decode("utf-8")  # msgspec keeps `Raw` spans unchecked: the whole message must be UTF-8
     except UnicodeDecodeError:
         return None
-    head = raw.lstrip()[:1]
+    text = raw.strip()
+    head = text[:1]
     if head == b"{":
         try:
             wire = _SINGLE.decode(raw)
         except _UNREADABLE:
             return None
-        event = _accept(wire, checks)
+        event = _accept(wire, checks, text)
         return None if event is None else DecodeResult([DecodedEvent(event, origin, None)], [])
     if head != b"[":
         return None
@@ -177,24 +178,22 @@ def _fast_message(raw: bytes, origin: MessageOrigin, checks: _Checks) -> DecodeR
     else:
         if not 0 < len(batch) <= MAX_BATCH_EVENTS:
             return None
-    elements: list[msgspec.Raw] | None = None
+    # Each element's bytes as they arrived: its fingerprint, and its dead letter if rejected.
+    try:
+        elements: list[msgspec.Raw] = _ELEMENTS.decode(raw)
+    except _UNREADABLE:
+        return None
+    if not 0 < len(elements) <= MAX_BATCH_EVENTS:
+        return None
     if not batch:
-        try:
-            elements = _ELEMENTS.decode(raw)
-        except _UNREADABLE:
-            return None
-        if not 0 < len(elements) <= MAX_BATCH_EVENTS:
-            return None
         batch = [_element(e) for e in elements]
     events: list[DecodedEvent] = []
     rejections: list[Rejection] = []
     for index, wire in enumerate(batch):
-        event = _accept(wire, checks) if wire is not None else None
+        event = _accept(wire, checks, elements[index]) if wire is not None else None
         if event is not None:
             events.append(DecodedEvent(event, origin, index))
             continue
-        if elements is None:
-            elements = _ELEMENTS.decode(raw)
         outcome = _slow_element(bytes(elements[index]), origin, index, checks)
         (rejections if isinstance(outcome, Rejection) else events).append(outcome)
     return DecodeResult(events, rejections)
@@ -228,8 +227,11 @@ def _slow_element(raw: bytes, origin: MessageOrigin, index: int, checks: _Checks
     return DecodedEvent(as_billable(outcome.event, raw), origin, index)
 
 
-def _accept(w: _WireEvent, checks: _Checks) -> BillableEvent | None:
-    """The event if every rule holds; None when anything is off (the slow path decides)."""
+def _accept(w: _WireEvent, checks: _Checks, arrived: bytes | msgspec.Raw) -> BillableEvent | None:
+    """The event if every rule holds; None when anything is off (the slow path decides).
+
+    `arrived` is the event's own bytes in the message: its fingerprint is their digest.
+    """
     timestamp = _timestamp(w.timestamp)
     if timestamp is None or timestamp - checks.now > checks.max_future_skew:
         return None
@@ -287,7 +289,7 @@ def _accept(w: _WireEvent, checks: _Checks) -> BillableEvent | None:
         tool_calls_json=_ENCODER.encode(w.tool_calls).decode() if tools else "[]",
         provider_metadata_json=metadata_bytes.decode(),
         context_json=context_bytes.decode(),
-        fingerprint=digest(_ENCODER.encode(w)),
+        fingerprint=digest(arrived),
     )
 
 

@@ -20,6 +20,7 @@ from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, TOOL_COLUMNS,
 from stream_app.core.window_cells import CELL_COLUMNS, CellKey, StoredCell, fold
 from stream_app.core.windows import Source
 from stream_app.errors import ConfigurationError, SinkError
+from stream_app.sink.arrow_rows import ArrowSchema
 from stream_app.sink.faults import FaultPlan, FaultyClient
 from stream_app.sink.location import (  # noqa: F401 - re-exported: the sink's public names
     DEFAULT_DATABASE,
@@ -83,9 +84,9 @@ class SinkStats:
 
 # Inserts that may span many month partitions (a backfill of years) must not be refused.
 _ANY_PARTITIONS = {"max_partitions_per_insert_block": 0}
-# What each chunk insert sends, by table: (columns, their types as sent).
-_WRITES: dict[str, tuple[list[str], list[str]]] = {
-    table: (list(columns), insert_type_names(ddl("db"), columns))
+# What each chunk insert sends, by table: its columns and their Arrow types.
+_WRITES: dict[str, ArrowSchema] = {
+    table: ArrowSchema(columns, insert_type_names(ddl("db"), columns))
     for table, columns, ddl in (
         ("usage_rejections", REJECTION_COLUMNS, rejections_table_sql),
         ("usage_tool_windows", TOOL_COLUMNS, tool_windows_table_sql),
@@ -269,11 +270,7 @@ class ClickHouseSink:
     def _insert(self, table: str, rows: list[tuple]) -> None:
         """One chunk insert (caller holds the lock); nothing for no rows."""
         if rows:
-            columns, types = _WRITES[table]
-            self.client.insert(
-                table, rows, column_names=columns, column_type_names=types,
-                database=self.location.database, settings=_ANY_PARTITIONS,
-            )
+            self.client.insert_arrow(table, _WRITES[table].table(rows), database=self.location.database, settings=_ANY_PARTITIONS)
 
     def _stored_cells(self, keys: list[CellKey]) -> dict[CellKey, StoredCell]:
         """The winning stored row of each cell that has one (caller holds the lock)."""

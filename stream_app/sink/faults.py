@@ -83,9 +83,15 @@ class FaultyClient:
         return self._outage_until is not None and time.monotonic() < self._outage_until
 
     def insert(self, *args: Any, **kwargs: Any) -> Any:
+        return self._write(self._inner.insert, *args, **kwargs)
+
+    def insert_arrow(self, *args: Any, **kwargs: Any) -> Any:
+        return self._write(self._inner.insert_arrow, *args, **kwargs)
+
+    def _write(self, insert: Any, *args: Any, **kwargs: Any) -> Any:
         table = args[0] if args else kwargs.get("table")
         if str(table).startswith("_keys_"):
-            return self._inner.insert(*args, **kwargs)  # a look-up's keys, not a chunk write
+            return insert(*args, **kwargs)  # a look-up's keys, not a chunk write
         with self._lock:
             if self._plan.outage_seconds and self._outage_until is None:
                 self._outage_until = time.monotonic() + self._plan.outage_seconds
@@ -97,7 +103,7 @@ class FaultyClient:
             fail_after = self._plan.fail_after_insert > 0
             if fail_after:
                 self._plan.fail_after_insert -= 1
-        result = self._inner.insert(*args, **kwargs)
+        result = insert(*args, **kwargs)
         if self._plan.crash_after and table == self._plan.crash_after:
             os._exit(CRASH_EXIT_CODE)
         if fail_after:

@@ -120,6 +120,10 @@ class FakeClient:
         self.log.append(("insert", table))
         self.inserted.append((table, list(data), list(column_names or [])))
 
+    def insert_arrow(self, table: str, arrow_table, database=None, **kwargs):
+        rows = [list(row.values()) for row in arrow_table.to_pylist()]
+        self.insert(table, rows, column_names=arrow_table.column_names, database=database)
+
     def close(self) -> None:
         self.closed = True
 

@@ -158,3 +158,17 @@ def test_crash_after_names_a_table_the_chunk_writes():
     assert FaultPlan(crash_after="usage_events").active
     with pytest.raises(ConfigurationError, match="tables: usage_rejections, usage_tool_windows, usage_events, usage_window_cells"):
         parse_fault_plan("crash_after=usage_everything")
+
+
+def test_arrow_inserts_fail_as_the_plan_says():
+    inner = RecordingClient()
+    inner.insert_arrow = lambda *args, **kwargs: inner.calls.append(("insert_arrow", args)) or "inserted"
+    client = FaultyClient(inner, FaultPlan(fail_inserts=1, fail_after_insert=1))
+
+    with pytest.raises(InjectedFault, match="nothing written"):
+        client.insert_arrow("t", "table")
+    assert inner.calls == []
+    with pytest.raises(InjectedFault, match="lost acknowledgement"):
+        client.insert_arrow("t", "table")
+    assert inner.calls == [("insert_arrow", ("t", "table"))]
+    assert client.insert_arrow("_keys_1", "keys") == "inserted"  # a look-up's keys pass through

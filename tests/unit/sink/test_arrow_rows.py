@@ -1,0 +1,79 @@
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pyarrow as pa
+import pytest
+
+from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, TOOL_COLUMNS
+from stream_app.core.window_cells import CELL_COLUMNS
+from stream_app.sink.arrow_rows import ArrowSchema, arrow_type
+from stream_app.sink.schema import (
+    events_table_sql,
+    insert_type_names,
+    rejections_table_sql,
+    tool_windows_table_sql,
+    window_cells_table_sql,
+)
+
+
+@pytest.mark.parametrize(
+    ("clickhouse", "arrow"),
+    [
+        ("String", pa.string()),
+        ("Nullable(String)", pa.string()),
+        ("UInt64", pa.uint64()),
+        ("Int32", pa.int32()),
+        ("Nullable(Float64)", pa.float64()),
+        ("Array(String)", pa.list_(pa.string())),
+        ("Array(Float64)", pa.list_(pa.float64())),
+        ("DateTime('UTC')", pa.timestamp("s", tz="UTC")),
+        ("DateTime64(6, 'UTC')", pa.timestamp("us", tz="UTC")),
+        ("Decimal(38, 18)", pa.decimal128(38, 18)),
+        ("Nullable(Decimal(38, 18))", pa.decimal128(38, 18)),
+    ],
+)
+def test_each_clickhouse_type_the_tables_use_has_its_arrow_type(clickhouse, arrow):
+    assert arrow_type(clickhouse) == arrow
+
+
+@pytest.mark.parametrize(
+    ("ddl", "columns"),
+    [
+        (events_table_sql, EVENT_COLUMNS),
+        (window_cells_table_sql, CELL_COLUMNS),
+        (tool_windows_table_sql, TOOL_COLUMNS),
+        (rejections_table_sql, REJECTION_COLUMNS),
+    ],
+)
+def test_every_written_table_has_an_arrow_schema(ddl, columns):
+    schema = ArrowSchema(columns, insert_type_names(ddl("db"), columns))
+
+    assert len(schema.types) == len(columns)
+
+
+def test_unknown_types_are_refused_by_name():
+    with pytest.raises(ValueError, match="Map\\(String, String\\)"):
+        arrow_type("Map(String, String)")
+
+
+def test_values_arrive_exactly():
+    schema = ArrowSchema(
+        ["cost", "at", "start", "note", "chain"],
+        ["Decimal(38, 18)", "DateTime64(6, 'UTC')", "DateTime('UTC')", "Nullable(String)", "Array(String)"],
+    )
+    cost = Decimal("12345678901234567890.123456789012345678")
+    at = datetime(2026, 12, 2, 15, 4, 5, 678901, tzinfo=UTC)
+    table = schema.table([(cost, at, datetime(2026, 12, 2, 15, 4, tzinfo=UTC), None, ["a", "b"]), (Decimal(0), at, at, "x", [])])
+
+    assert table.column_names == ["cost", "at", "start", "note", "chain"]
+    assert table.to_pylist()[0] == {
+        "cost": cost, "at": at, "start": datetime(2026, 12, 2, 15, 4, tzinfo=UTC), "note": None, "chain": ["a", "b"],
+    }
+
+
+def test_no_rows_make_an_empty_table_and_short_rows_are_refused():
+    schema = ArrowSchema(["a", "b"], ["String", "UInt32"])
+
+    assert schema.table([]).num_rows == 0
+    with pytest.raises(ValueError):
+        schema.table([("x",)])
