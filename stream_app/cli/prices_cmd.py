@@ -192,7 +192,7 @@ def run_quote(args: argparse.Namespace, settings: PipelineSettings) -> int:
     except (ValueError, InvalidOperation) as exc:
         raise PipelineError(f"cannot read the call: {exc}") from None
     counts = TokenCounts(args.input, args.cache_read, args.cache_write, args.output, args.reasoning)
-    if min(counts) < 0 or counts.cache_read + counts.cache_write > counts.input or counts.reasoning > counts.output:
+    if min(args.input, args.cache_read, args.cache_write, args.output, args.reasoning) < 0 or counts.cache_read + counts.cache_write > counts.input or counts.reasoning > counts.output:
         raise PipelineError("token counts must be >= 0, cache read + write <= input, reasoning <= output")
     priced = CatalogPricer.from_settings(settings).price_usage(
         args.provider, args.model, args.project, at, counts, provider_cost

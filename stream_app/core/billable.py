@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 from xxhash import xxh3_64_intdigest
 
 from schemas import UsageTrackingEvent
+from schemas.event import MAX_NAME_CHARS, MAX_TOOL_ERROR_CHARS
 
 
 class BillableUsage(msgspec.Struct, frozen=True, gc=False):
@@ -29,10 +32,14 @@ class BillableUsage(msgspec.Struct, frozen=True, gc=False):
     reasoning_tokens: int = 0
 
 
-class BillableToolCall(msgspec.Struct, frozen=True, gc=False):
-    name: str
-    duration_ms: float | None = None
-    error: str | None = None
+class BillableToolCall(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    """One tool call. The hot path decodes the wire's tool calls straight into this struct
+    (stream_app/core/fast_decode.py), so its constraints are the wire's rules; building one
+    by hand (the slow path, from a validated model) checks nothing, as for any struct."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+    duration_ms: Annotated[float, Meta(ge=0)] | None = None
+    error: Annotated[str, Meta(max_length=MAX_TOOL_ERROR_CHARS)] | None = None
 
 
 class BillableEvent(msgspec.Struct, frozen=True):

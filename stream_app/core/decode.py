@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
+
+import msgspec
 
 from pydantic import ValidationError
 
@@ -89,8 +91,8 @@ class Rejection:
     problems: tuple[tuple[str, str], ...] = ()
 
 
-class DecodedEvent(NamedTuple):
-    """A valid event and where it came from (a tuple: one is made per event on the hot path)."""
+class DecodedEvent(msgspec.Struct, frozen=True, gc=False):
+    """A valid event and where it came from (a struct: one is made per event on the hot path)."""
 
     event: UsageTrackingEvent
     origin: MessageOrigin

@@ -17,7 +17,9 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
+
+import msgspec
 
 from genai_prices import Usage as CatalogUsage
 from genai_prices.types import TieredPrices
@@ -29,7 +31,7 @@ ZERO = Decimal(0)
 MILLION = Decimal(1_000_000)
 
 
-class TokenCounts(NamedTuple):
+class TokenCounts(msgspec.Struct, frozen=True, gc=False):
     """Token counts as the event reports them: input includes cache, output includes reasoning."""
 
     input: int

@@ -35,6 +35,8 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from schemas import UsageTrackingEvent
 from stream_app.core.linear_price import (
     ZERO,
@@ -69,9 +71,8 @@ class PriceStatus:
     ALL = (PRICED, PARTIAL, PROVIDER_REPORTED, UNPRICED)
 
 
-@dataclass(frozen=True, slots=True)
-class PricedCost:
-    """What an event costs and how that was decided."""
+class PricedCost(msgspec.Struct, frozen=True, gc=False):
+    """What an event costs and how that was decided (a struct: one is made per event)."""
 
     cost_usd: Decimal
     status: str

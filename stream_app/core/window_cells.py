@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -60,6 +61,9 @@ class CellKey(NamedTuple):
     src_topic: str
     src_partition: int
 
+
+# CellKey(*values) without the keyword-handling `__new__` (one per cell and level on the hot path).
+_new_cell_key = partial(tuple.__new__, CellKey)
 
 CELL_COLUMNS: tuple[str, ...] = (*CellKey._fields, "covered_until", "generation", *WINDOW_TOTAL_FIELDS, "version")
 
@@ -103,7 +107,7 @@ def contributions(window_cells: Iterable[tuple[tuple, list]], levels: tuple[int,
             at = starts.get((start, level))
             if at is None:
                 at = starts[(start, level)] = level_start(start, level)
-            key = CellKey(level, grouping, project, agent, session, provider, model, at, source.topic, source.partition)
+            key = _new_cell_key((level, grouping, project, agent, session, provider, model, at, source.topic, source.partition))
             out.setdefault(key, []).append((source.offset, totals))
     for parts in out.values():
         parts.sort(key=lambda part: part[0])

@@ -60,5 +60,13 @@ class ArrowSchema:
         data = list(zip(*rows, strict=True)) if rows else [() for _ in self.columns]
         if len(data) != len(self.columns):
             raise ValueError(f"rows have {len(data)} values; the table takes {len(self.columns)} columns")
-        arrays = [pa.array(values, type=kind) for values, kind in zip(data, self.types, strict=True)]
+        arrays = [_array(values, kind) for values, kind in zip(data, self.types, strict=True)]
         return pa.Table.from_arrays(arrays, names=self.columns)
+
+
+def _array(values: Sequence, kind: pa.DataType) -> pa.Array:
+    """One column; a column of one value throughout (a chunk's ingest time, its topic) is
+    converted once and repeated, which for a timestamp is a hundred times cheaper."""
+    if len(values) > 1 and values.count(values[0]) == len(values) and values[0] is not None:
+        return pa.repeat(pa.scalar(values[0], type=kind), len(values))
+    return pa.array(values, type=kind)

@@ -77,3 +77,13 @@ def test_no_rows_make_an_empty_table_and_short_rows_are_refused():
     assert schema.table([]).num_rows == 0
     with pytest.raises(ValueError):
         schema.table([("x",)])
+
+
+def test_a_column_of_one_value_throughout_is_that_value_in_every_row():
+    at = datetime(2026, 12, 2, 15, 4, 5, 678901, tzinfo=UTC)
+    schema = ArrowSchema(["at", "topic", "n", "note"], ["DateTime64(6, 'UTC')", "String", "UInt32", "Nullable(String)"])
+
+    table = schema.table([(at, "t", 7, None)] * 3)
+
+    assert table.to_pylist() == [{"at": at, "topic": "t", "n": 7, "note": None}] * 3
+    assert table.column("at").type == pa.timestamp("us", tz="UTC")
