@@ -191,6 +191,7 @@ def event_row(
     item = copy.item
     e = item.event
     u = e.usage
+    origin = item.origin
     return (
         e.event_id,
         e.project_id,
@@ -199,7 +200,7 @@ def event_row(
         e.source,
         e.agent_name,
         e.session_id or "",
-        list(e.handoff_chain),
+        e.handoff_chain,
         e.operation or "",
         e.method,
         e.provider,
@@ -214,13 +215,18 @@ def event_row(
         e.finish_reason or "",
         e.duration_ms,
         e.error,
-        *pricing_values(priced, cost),
+        stored_cost(priced.cost_usd) if cost is None else cost,  # PRICING_COLUMNS, as pricing_values has them
+        priced.status,
+        priced.source,
+        priced.catalog_provider,
+        priced.catalog_model,
+        priced.detail,
         e.provider_cost,
         e.provider_metadata_json,
         e.context_json,
-        item.origin.topic,
-        item.origin.partition,
-        item.origin.offset,
+        origin.topic,
+        origin.partition,
+        origin.offset,
         copy.batch_index,
         copy.fingerprint,
         generation,
