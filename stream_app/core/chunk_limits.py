@@ -14,8 +14,12 @@ from dataclasses import dataclass
 
 from stream_app.core.decode import MAX_MESSAGE_BYTES
 
-# aiokafka's own default per-partition fetch: more per partition buys no throughput here.
-MAX_PARTITION_FETCH_BYTES = 1024 * 1024
+# Per-partition fetch, at most: one largest message's worth. With aiokafka's default (1 MiB,
+# a message or two of ~600 KB) the consumer refilled a chunk at ~7 MB/s while the worker was
+# busy writing the one before (each fetch round trip waits for the GIL), and the worker then
+# waited ~15% of a backlog's drain for messages; at 4 MiB chunks arrive full. What a worker
+# may hold is unchanged: `held_bytes_bound` already counts a fetch as the largest message.
+MAX_PARTITION_FETCH_BYTES = MAX_MESSAGE_BYTES
 # Below this a fetch returns too few messages per round trip to keep the worker busy.
 MIN_PARTITION_FETCH_BYTES = 64 * 1024
 

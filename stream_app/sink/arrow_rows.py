@@ -14,6 +14,16 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, TOOL_COLUMNS
+from stream_app.core.window_cells import CELL_COLUMNS
+from stream_app.sink.schema import (
+    events_table_sql,
+    insert_type_names,
+    rejections_table_sql,
+    tool_windows_table_sql,
+    window_cells_table_sql,
+)
+
 _SCALARS: dict[str, pa.DataType] = {
     "String": pa.string(),
     "UInt8": pa.uint8(),
@@ -70,3 +80,15 @@ def _array(values: Sequence, kind: pa.DataType) -> pa.Array:
     if len(values) > 1 and values.count(values[0]) == len(values) and values[0] is not None:
         return pa.repeat(pa.scalar(values[0], type=kind), len(values))
     return pa.array(values, type=kind)
+
+
+# What each chunk insert sends, by table: its columns and their Arrow types.
+CHUNK_TABLES: dict[str, ArrowSchema] = {
+    table: ArrowSchema(columns, insert_type_names(ddl("db"), columns))
+    for table, columns, ddl in (
+        ("usage_rejections", REJECTION_COLUMNS, rejections_table_sql),
+        ("usage_tool_windows", TOOL_COLUMNS, tool_windows_table_sql),
+        ("usage_events", EVENT_COLUMNS, events_table_sql),
+        ("usage_window_cells", CELL_COLUMNS, window_cells_table_sql),
+    )
+}

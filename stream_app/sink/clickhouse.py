@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from stream_app.core.counting import EventKey, StoredCopy, content_from_stored
 from stream_app.core.repricing import RepriceSummary, UsagePricer, reprice_rows
-from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, TOOL_COLUMNS, ChunkRows
-from stream_app.core.window_cells import CELL_COLUMNS, CellKey, StoredCell, fold
+from stream_app.core.rows import EVENT_COLUMNS, ChunkRows
+from stream_app.core.window_cells import CellKey, StoredCell, fold
 from stream_app.core.windows import Source
 from stream_app.errors import ConfigurationError, SinkError
-from stream_app.sink.arrow_rows import ArrowSchema
+from stream_app.sink.arrow_rows import CHUNK_TABLES
 from stream_app.sink.faults import FaultPlan, FaultyClient
 from stream_app.sink.location import (  # noqa: F401 - re-exported: the sink's public names
     DEFAULT_DATABASE,
@@ -32,6 +33,7 @@ from stream_app.sink.location import (  # noqa: F401 - re-exported: the sink's p
 )
 from stream_app.sink.cell_rebuild import rebuild_days, stale_days_sql
 from stream_app.sink.key_tables import TABLE_LOOKUP_FROM, KeyTables
+from stream_app.sink.sliced_insert import SlicedInserter
 from stream_app.sink.lookups import (
     STORED_CONTENT_COLUMNS,
     lookup_statements,
@@ -57,11 +59,6 @@ from stream_app.sink.schema import (
     STORE_INFO_TABLE,
     bootstrap_statements,
     current_schema_statements,
-    events_table_sql,
-    insert_type_names,
-    rejections_table_sql,
-    tool_windows_table_sql,
-    window_cells_table_sql,
     migrations,
     pending_migrations,
     quote_identifier,
@@ -84,16 +81,6 @@ class SinkStats:
 
 # Inserts that may span many month partitions (a backfill of years) must not be refused.
 _ANY_PARTITIONS = {"max_partitions_per_insert_block": 0}
-# What each chunk insert sends, by table: its columns and their Arrow types.
-_WRITES: dict[str, ArrowSchema] = {
-    table: ArrowSchema(columns, insert_type_names(ddl("db"), columns))
-    for table, columns, ddl in (
-        ("usage_rejections", REJECTION_COLUMNS, rejections_table_sql),
-        ("usage_tool_windows", TOOL_COLUMNS, tool_windows_table_sql),
-        ("usage_events", EVENT_COLUMNS, events_table_sql),
-        ("usage_window_cells", CELL_COLUMNS, window_cells_table_sql),
-    )
-}
 
 
 class ClickHouseSink:
@@ -114,6 +101,7 @@ class ClickHouseSink:
         self.stats = SinkStats()
         self._client: ClickHouseClient | None = None
         self._keys: KeyTables | None = None
+        self._sliced = SlicedInserter()
         # chDB is one in-process engine: writes and the worker's report page share it.
         self._lock = threading.Lock()
 
@@ -147,6 +135,8 @@ class ClickHouseSink:
             self._client.close()
             self._client = None
             self._keys = None
+        self._sliced.close()
+        self._sliced = SlicedInserter()  # a closed sink may be opened again
 
     def __enter__(self) -> ClickHouseSink:
         return self.open()
@@ -257,12 +247,21 @@ class ClickHouseSink:
         messages, from which a cell can be rebuilt (`reprice`, repairs).
         """
         with self._lock:
+            # How far the stored cells cover is read first: the cells are folded and built
+            # while the events are written (nothing here writes cells before that insert).
+            stored = self._stored_cells(list(rows.window_parts)) if rows.window_parts else {}
             self._insert("usage_rejections", rows.rejection_rows)
             self._insert("usage_tool_windows", rows.tool_rows)
-            self._insert("usage_events", rows.event_rows)
-            if rows.window_parts:
-                rows.window_rows = fold(rows.window_parts, self._stored_cells(list(rows.window_parts)))
-                self._insert("usage_window_cells", rows.window_rows)
+
+            def cells_table() -> Any:
+                if not rows.window_parts:
+                    return None
+                rows.window_rows = fold(rows.window_parts, stored)
+                return CHUNK_TABLES["usage_window_cells"].table(rows.window_rows) if rows.window_rows else None
+
+            cells = self._sliced.insert(CHUNK_TABLES["usage_events"], rows.event_rows, self._writer("usage_events"), cells_table)
+            if cells is not None:
+                self._writer("usage_window_cells")(cells)
         self.stats.chunks_written += 1
         self.stats.events_written += rows.events
         self.stats.rejections_written += len(rows.rejection_rows)
@@ -270,7 +269,12 @@ class ClickHouseSink:
     def _insert(self, table: str, rows: list[tuple]) -> None:
         """One chunk insert (caller holds the lock); nothing for no rows."""
         if rows:
-            self.client.insert_arrow(table, _WRITES[table].table(rows), database=self.location.database, settings=_ANY_PARTITIONS)
+            self._writer(table)(CHUNK_TABLES[table].table(rows))
+
+    def _writer(self, table: str) -> Callable[[Any], object]:
+        """Inserts one Arrow table into `table` (caller holds the lock)."""
+        client, database = self.client, self.location.database
+        return lambda data: client.insert_arrow(table, data, database=database, settings=_ANY_PARTITIONS)
 
     def _stored_cells(self, keys: list[CellKey]) -> dict[CellKey, StoredCell]:
         """The winning stored row of each cell that has one (caller holds the lock)."""

@@ -158,6 +158,8 @@ class ChunkProcessor:
         for r in written.rejections:
             m.dead_letters[r.reason] += 1
         m.last_chunk_seconds = time.perf_counter() - started
+        m.chunk_seconds += m.last_chunk_seconds
+        m.last_chunk_end = time.time()
         return ChunkOutcome(written, dead_letters, attempts, duplicates)
 
     @staticmethod

@@ -19,6 +19,10 @@ class WorkerMetrics:
     dead_letters: Counter[str] = field(default_factory=Counter)
     sink_retries: int = 0
     last_chunk_seconds: float = 0.0
+    # Wall time spent in chunks (decode to written): over elapsed time, how busy the worker is.
+    chunk_seconds: float = 0.0
+    # When the last chunk was written (Unix time; 0 before the first).
+    last_chunk_end: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -32,6 +36,8 @@ class WorkerMetrics:
             "dead_letters_total": sum(self.dead_letters.values()),
             "sink_retries": self.sink_retries,
             "last_chunk_seconds": self.last_chunk_seconds,
+            "chunk_seconds": self.chunk_seconds,
+            "last_chunk_end": self.last_chunk_end,
         }
 
 
@@ -78,6 +84,18 @@ def render_prometheus(
     metric("usage_chunks_total", "counter", "Chunks written.", [("", metrics.chunks)])
     metric(
         "usage_last_chunk_seconds", "gauge", "Wall time of the last chunk, write included.", [("", metrics.last_chunk_seconds)]
+    )
+    metric(
+        "usage_chunk_seconds_total",
+        "counter",
+        "Wall time spent on chunks, decoding to written: its rate is the share of time the worker is busy.",
+        [("", metrics.chunk_seconds)],
+    )
+    metric(
+        "usage_last_chunk_end_timestamp_seconds",
+        "gauge",
+        "When the last chunk was written (Unix time; 0 before the first): alert when it stops moving.",
+        [("", metrics.last_chunk_end)],
     )
     lag = consumer_lag or {}
     metric(

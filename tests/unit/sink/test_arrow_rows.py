@@ -6,14 +6,7 @@ import pytest
 
 from stream_app.core.rows import EVENT_COLUMNS, REJECTION_COLUMNS, TOOL_COLUMNS
 from stream_app.core.window_cells import CELL_COLUMNS
-from stream_app.sink.arrow_rows import ArrowSchema, arrow_type
-from stream_app.sink.schema import (
-    events_table_sql,
-    insert_type_names,
-    rejections_table_sql,
-    tool_windows_table_sql,
-    window_cells_table_sql,
-)
+from stream_app.sink.arrow_rows import CHUNK_TABLES, ArrowSchema, arrow_type
 
 
 @pytest.mark.parametrize(
@@ -37,18 +30,17 @@ def test_each_clickhouse_type_the_tables_use_has_its_arrow_type(clickhouse, arro
 
 
 @pytest.mark.parametrize(
-    ("ddl", "columns"),
+    ("table", "columns"),
     [
-        (events_table_sql, EVENT_COLUMNS),
-        (window_cells_table_sql, CELL_COLUMNS),
-        (tool_windows_table_sql, TOOL_COLUMNS),
-        (rejections_table_sql, REJECTION_COLUMNS),
+        ("usage_events", EVENT_COLUMNS),
+        ("usage_window_cells", CELL_COLUMNS),
+        ("usage_tool_windows", TOOL_COLUMNS),
+        ("usage_rejections", REJECTION_COLUMNS),
     ],
 )
-def test_every_written_table_has_an_arrow_schema(ddl, columns):
-    schema = ArrowSchema(columns, insert_type_names(ddl("db"), columns))
-
-    assert len(schema.types) == len(columns)
+def test_every_table_a_chunk_writes_has_an_arrow_type_per_column(table, columns):
+    assert CHUNK_TABLES[table].columns == list(columns)
+    assert len(CHUNK_TABLES[table].types) == len(columns)
 
 
 def test_unknown_types_are_refused_by_name():

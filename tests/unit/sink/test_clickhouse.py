@@ -187,12 +187,13 @@ def test_write_order_is_rejections_tools_events_then_window_cells(fake):
 
     sink.write_rows(chunk(n_events=2, rejections=1))
 
-    assert [kind for kind, _text in fake.log] == ["insert", "insert", "insert", "query", "insert"]
+    assert [kind for kind, _text in fake.log] == ["query", "insert", "insert", "insert", "insert"]
     assert [text for kind, text in fake.log if kind == "insert"] == [
         "usage.usage_rejections", "usage.usage_tool_windows", "usage.usage_events", "usage.usage_window_cells",
     ]
-    # Between events and cells: how far the stored cells cover (none here, so the chunk's sums go in whole).
-    assert "FROM `usage`.usage_window_cells WHERE (level, grouping, project_id, window_start) IN" in fake.log[3][1]
+    # First, how far the stored cells cover (none here, so the chunk's sums go in whole): the
+    # cells are folded while the events are written.
+    assert "FROM `usage`.usage_window_cells WHERE (level, grouping, project_id, window_start) IN" in fake.log[0][1]
     columns = {table: cols for table, _rows, cols in fake.inserted}
     assert columns["usage.usage_events"] == list(EVENT_COLUMNS)
     assert columns["usage.usage_window_cells"] == list(WINDOW_COLUMNS)

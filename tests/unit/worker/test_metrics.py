@@ -22,7 +22,8 @@ def samples(text: str) -> dict[str, str]:
 def test_render_samples_with_labels():
     metrics = WorkerMetrics(
         messages=120, events_accepted=5000, events_unpriced=7, duplicates=3, isolated_messages=1, chunks=12,
-        dead_letters=Counter({"invalid_json": 2, "empty_message": 1}), sink_retries=4,
+        dead_letters=Counter({"invalid_json": 2, "empty_message": 1}), sink_retries=4, chunk_seconds=3.5,
+        last_chunk_end=1_796_400_000.25,
     )
 
     text = render_prometheus(metrics, sink_retrying=True, consumer_lag={1: 40, 0: 7})
@@ -39,6 +40,8 @@ def test_render_samples_with_labels():
         "usage_sink_retrying": "1",
         "usage_chunks_total": "12",
         "usage_last_chunk_seconds": "0",
+        "usage_chunk_seconds_total": "3.5",
+        "usage_last_chunk_end_timestamp_seconds": "1796400000.25",
         'usage_consumer_lag{partition="0"}': "7",
         'usage_consumer_lag{partition="1"}': "40",
     }
@@ -70,6 +73,8 @@ def test_fresh_worker_exports_zeroes():
         "usage_sink_retrying": "0",
         "usage_chunks_total": "0",
         "usage_last_chunk_seconds": "0",
+        "usage_chunk_seconds_total": "0",
+        "usage_last_chunk_end_timestamp_seconds": "0",
         "usage_consumer_lag": "0",
     }
 
@@ -87,6 +92,7 @@ def test_every_metric_has_help_and_type_before_its_samples():
     assert {k for k, v in types.items() if v == "counter"} == {
         "usage_messages_total", "usage_events_accepted_total", "usage_events_unpriced_total",
         "usage_duplicates_total", "usage_isolated_messages_total", "usage_dead_letters_total", "usage_sink_retries_total", "usage_chunks_total",
+        "usage_chunk_seconds_total",
     }
     assert all(name.endswith("_total") for name, kind in types.items() if kind == "counter")
 
@@ -120,4 +126,6 @@ def test_as_dict():
         "dead_letters_total": 3,
         "sink_retries": 0,
         "last_chunk_seconds": 0.25,
+        "chunk_seconds": 0.0,
+        "last_chunk_end": 0.0,
     }

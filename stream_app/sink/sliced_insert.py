@@ -1,0 +1,73 @@
+"""A large insert in slices: each slice's Arrow table is built while the one before it is written.
+
+Building an Arrow table is Python work that holds the GIL; ClickHouse writing it is C++
+work that does not (chDB releases the GIL, a server works on its own). One after the
+other, a chunk's events insert waited for both, ~5 µs an event each on the worker's
+hot path; overlapped, it waits for little more than the larger. Whatever the caller
+has to compute next (`then`) also runs while the last slice is written.
+
+Slices are contiguous and in the rows' order (log order), so what a crash between two
+slices leaves stored is, per partition, a prefix of the chunk's messages, as a crash
+between two tables does; the replay rewrites the same keys. One write runs at a time on
+the client: the caller builds, the writer thread inserts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from stream_app.sink.arrow_rows import ArrowSchema
+
+T = TypeVar("T")
+
+# Two slices overlap the build with the write; more would only add parts to merge.
+SLICES = 2
+# Below this many rows a slice costs more in round trips and parts than it saves.
+MIN_SLICE_ROWS = 2_000
+
+
+def slices(rows: Sequence[tuple], count: int = SLICES, min_rows: int = MIN_SLICE_ROWS) -> list[Sequence[tuple]]:
+    """`rows` cut into at most `count` contiguous slices of near-equal size, none under `min_rows` (pure)."""
+    if not rows:
+        return []
+    count = max(1, min(count, len(rows) // max(1, min_rows)))
+    size, extra = divmod(len(rows), count)
+    out, start = [], 0
+    for i in range(count):
+        end = start + size + (1 if i < extra else 0)
+        out.append(rows[start:end])
+        start = end
+    return out
+
+
+class SlicedInserter:
+    """Inserts rows slice by slice on a writer thread, building the next slice meanwhile."""
+
+    def __init__(self) -> None:
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-insert")
+
+    def insert(self, schema: ArrowSchema, rows: Sequence[tuple], write: Callable[[Any], object], then: Callable[[], T]) -> T:
+        """Write `rows` (with `write(arrow_table)`) and return `then()`, run while the last slice is written.
+
+        Raises the first write's error; no slice is written after one failed, and no
+        write is still running when this returns or raises.
+        """
+        pending: Future | None = None
+        try:
+            for part in slices(rows):
+                table = schema.table(part)
+                if pending is not None:
+                    pending.result()
+                pending = self._writer.submit(write, table)
+            result = then()
+            if pending is not None:
+                pending.result()
+            return result
+        finally:
+            if pending is not None and not pending.done():
+                pending.exception()  # wait for it: the caller's lock must outlive every write
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)

@@ -1,0 +1,92 @@
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stream_app.sink.arrow_rows import ArrowSchema
+from stream_app.sink.sliced_insert import SlicedInserter, slices
+
+SCHEMA = ArrowSchema(["n"], ["UInt32"])
+
+
+@given(st.integers(0, 20_000), st.integers(1, 5), st.integers(1, 5_000))
+def test_slices_are_contiguous_in_order_and_not_too_small(n, count, min_rows):
+    rows = [(i,) for i in range(n)]
+
+    parts = slices(rows, count, min_rows)
+
+    assert [row for part in parts for row in part] == rows
+    assert len(parts) <= count
+    assert all(len(part) >= min(min_rows, n) for part in parts)
+    if parts:
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_rows_are_written_in_order_and_then_runs_before_the_last_write_returns():
+    written: list[list[int]] = []
+    last_write_started = threading.Event()
+    release = threading.Event()
+
+    def write(table):
+        values = table.column("n").to_pylist()
+        if values[-1] == 9_999:
+            last_write_started.set()
+            assert release.wait(5)
+        written.append(values)
+
+    def then():
+        assert last_write_started.wait(5)  # computed while the last slice is being written
+        release.set()
+        return "cells"
+
+    inserter = SlicedInserter()
+    try:
+        assert inserter.insert(SCHEMA, [(i,) for i in range(10_000)], write, then) == "cells"
+    finally:
+        inserter.close()
+    assert [v for part in written for v in part] == list(range(10_000))
+    assert len(written) == 2
+
+
+def test_a_failed_slice_stops_the_rest_and_its_error_is_raised():
+    written = []
+
+    def write(table):
+        written.append(table.num_rows)
+        raise ConnectionError("refused")
+
+    inserter = SlicedInserter()
+    try:
+        with pytest.raises(ConnectionError, match="refused"):
+            inserter.insert(SCHEMA, [(i,) for i in range(10_000)], write, lambda: None)
+    finally:
+        inserter.close()
+    assert written == [5_000]
+
+
+def test_an_error_in_then_waits_for_the_write_before_it_is_raised():
+    done = []
+
+    def write(table):
+        threading.Event().wait(0.2)
+        done.append(table.num_rows)
+
+    def then():
+        raise ValueError("fold failed")
+
+    inserter = SlicedInserter()
+    try:
+        with pytest.raises(ValueError, match="fold failed"):
+            inserter.insert(SCHEMA, [(i,) for i in range(100)], write, then)
+        assert done == [100]  # the write finished before the error came out
+    finally:
+        inserter.close()
+
+
+def test_no_rows_write_nothing_and_still_run_then():
+    inserter = SlicedInserter()
+    try:
+        assert inserter.insert(SCHEMA, [], lambda table: pytest.fail("nothing to write"), lambda: 7) == 7
+    finally:
+        inserter.close()
