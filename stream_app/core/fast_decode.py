@@ -95,31 +95,34 @@ _ANY = msgspec.json.Decoder()
 
 # The one timestamp spelling taken fast; any other (which pydantic may still accept) goes
 # the slow way rather than risk reading it differently.
-_RFC3339 = re.compile(rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
+# (ASCII digits only: a str pattern's \d would also match other scripts' digits.)
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})")
 _EMPTY_OBJECT = b"{}"
 
 
 class _Checks:
     """What every event of a message is checked against, beyond its own fields."""
 
-    __slots__ = ("now", "max_future_skew", "denied", "denied_text", "expected_project")
+    __slots__ = ("now", "max_future_skew", "denied", "doubtful_text", "expected_project")
 
     def __init__(self, now: datetime, max_future_skew: timedelta, denied: frozenset[str], expected_project: str | None):
         self.now = now
         self.max_future_skew = max_future_skew
         self.denied = denied
-        self.denied_text = _denied_text(denied)
+        self.doubtful_text = _doubtful_text(denied)
         self.expected_project = expected_project
 
 
-_DENIED_TEXT: dict[frozenset[str], re.Pattern[bytes] | None] = {}
+_DOUBTFUL_TEXT: dict[frozenset[str], re.Pattern[bytes]] = {}
 
 
-def _denied_text(denied: frozenset[str]) -> re.Pattern[bytes] | None:
-    """One pattern finding any denied key's text anywhere (cached per deny-list)."""
-    if denied not in _DENIED_TEXT:
-        _DENIED_TEXT[denied] = re.compile(b"|".join(re.escape(k.encode()) for k in sorted(denied))) if denied else None
-    return _DENIED_TEXT[denied]
+def _doubtful_text(denied: frozenset[str]) -> re.Pattern[bytes]:
+    """One pattern finding, in one scan, a three-digit exponent, a very long number or any
+    denied key's text (cached per deny-list): what sends a free-form object the slow way."""
+    if denied not in _DOUBTFUL_TEXT:
+        words = [re.escape(k.encode()) for k in sorted(denied)]
+        _DOUBTFUL_TEXT[denied] = re.compile(b"|".join([_BIG_NUMBER, *words]))
+    return _DOUBTFUL_TEXT[denied]
 
 
 def decode_billable_message(
@@ -287,8 +290,7 @@ def _accept(w: _WireEvent, checks: _Checks, arrived: bytes | msgspec.Raw) -> Bil
 
 
 def _timestamp(text: str) -> datetime | None:
-    encoded = text.encode()
-    if not _RFC3339.fullmatch(encoded):
+    if not _RFC3339.fullmatch(text):
         return None
     try:
         moment = datetime.fromisoformat(text)
@@ -301,7 +303,7 @@ def _timestamp(text: str) -> datetime | None:
 # at most a few times), shallow enough that nesting cannot be too deep.
 _PLAIN_BYTES = MAX_OBJECT_JSON_BYTES // 8
 _PLAIN_DEPTH = 32
-_BIG_EXPONENT = re.compile(rb"[0-9][eE][+-]?[0-9]{3}|[0-9]{300}")
+_BIG_NUMBER = rb"[0-9][eE][+-]?[0-9]{3}|[0-9]{300}"
 
 
 def _plainly_fine(data: bytes, checks: _Checks) -> bool:
@@ -315,9 +317,9 @@ def _plainly_fine(data: bytes, checks: _Checks) -> bool:
         return True
     if len(data) > _PLAIN_BYTES or not data.startswith(b"{") or b"\\" in data:
         return False
-    if data.count(b"{") + data.count(b"[") > _PLAIN_DEPTH or _BIG_EXPONENT.search(data):
+    if data.count(b"{") + data.count(b"[") > _PLAIN_DEPTH:
         return False
-    return checks.denied_text is None or checks.denied_text.search(data) is None
+    return checks.doubtful_text.search(data) is None
 
 
 def _free_form(raw: msgspec.Raw) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from operator import itemgetter
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -101,16 +102,23 @@ def contributions(window_cells: Iterable[tuple[tuple, list]], levels: tuple[int,
     Each cell's contributions come out in offset order.
     """
     out: dict[CellKey, list[Contribution]] = {}
-    starts: dict[tuple[datetime, int], datetime] = {}
+    # Per window start: (level, start of the level's window holding it) for every level.
+    level_starts: dict[datetime, tuple[tuple[int, datetime], ...]] = {}
     for (grouping, project, agent, session, provider, model, start, source), totals in window_cells:
-        for level in levels:
-            at = starts.get((start, level))
-            if at is None:
-                at = starts[(start, level)] = level_start(start, level)
-            key = _new_cell_key((level, grouping, project, agent, session, provider, model, at, source.topic, source.partition))
-            out.setdefault(key, []).append((source.offset, totals))
+        starts = level_starts.get(start)
+        if starts is None:
+            starts = level_starts[start] = tuple((level, level_start(start, level)) for level in levels)
+        topic, partition, offset = source
+        part = (offset, totals)
+        for level, at in starts:
+            key = _new_cell_key((level, grouping, project, agent, session, provider, model, at, topic, partition))
+            parts = out.get(key)
+            if parts is None:
+                out[key] = [part]
+            else:
+                parts.append(part)
     for parts in out.values():
-        parts.sort(key=lambda part: part[0])
+        parts.sort(key=itemgetter(0))
     return out
 
 
@@ -138,20 +146,16 @@ def fold(
     """
     ends = chunk_ends(cells)
     rows = []
-    width = len(WINDOW_TOTAL_FIELDS)
     for key, parts in cells.items():
         before = stored.get(key)
         covered = before.covered_until if before is not None else 0
-        totals = list(before.totals) if before is not None else [0] * width
-        added = False
-        for offset, values in parts:
-            if offset < covered:
-                continue
-            added = True
-            for i in range(width):
-                totals[i] += values[i]
-        if not added:
+        new = [values for offset, values in parts if offset >= covered]
+        if not new:
             continue
+        if before is not None:
+            new.append(before.totals)
+        # Column by column in C: a cell gathers a contribution from every message of the chunk.
+        totals = new[0] if len(new) == 1 else list(map(sum, zip(*new)))
         until = max(ends[(key.src_topic, key.src_partition)], covered)
         gen = max(generation, before.generation if before is not None else 0)
         rows.append((*key, until, gen, *totals, cell_version(until, gen)))

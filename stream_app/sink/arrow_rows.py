@@ -67,7 +67,10 @@ class ArrowSchema:
 
     def table(self, rows: Sequence[tuple]) -> pa.Table:
         """Rows (tuples in column order) as one Arrow table."""
-        data = list(zip(*rows, strict=True)) if rows else [() for _ in self.columns]
+        return self.columns_table(list(zip(*rows, strict=True)) if rows else [() for _ in self.columns])
+
+    def columns_table(self, data: Sequence[Sequence]) -> pa.Table:
+        """Columns (one sequence of values per column, in order) as one Arrow table."""
         if len(data) != len(self.columns):
             raise ValueError(f"rows have {len(data)} values; the table takes {len(self.columns)} columns")
         arrays = [_array(values, kind) for values, kind in zip(data, self.types, strict=True)]

@@ -17,9 +17,11 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from stream_app.core.window_cells import CELL_COLUMNS, CellKey, StoredCell
+from stream_app.sink.arrow_rows import ArrowSchema
 from stream_app.sink.lookups import LOOKUP_COLUMNS
 from stream_app.sink.schema import quote_identifier
 
@@ -45,6 +47,12 @@ _CELL_KEY_COLUMNS = (
 assert tuple(name for name, _t in _CELL_KEY_COLUMNS[1:]) == CellKey._fields
 # What a cell look-up returns after the key's number: the stored cell, then its version.
 _CELL_VALUES = CELL_COLUMNS[len(CellKey._fields) :]
+
+
+@cache
+def _arrow_schema(columns: tuple[tuple[str, str], ...]) -> ArrowSchema:
+    """How a key table's columns are sent (keys go in as Arrow, like chunk rows)."""
+    return ArrowSchema([name for name, _t in columns], [kind for _name, kind in columns])
 
 
 def private_table_names(prefix: str = "_keys") -> tuple[str, str]:
@@ -104,16 +112,14 @@ class KeyTables:
 
     def stored_cells(self, keys: Sequence[CellKey]) -> dict[CellKey, StoredCell]:
         """The newest stored row of each of `keys` that the store has."""
-        columns = [range(len(keys)), *zip(*keys)] if keys else []
+        columns = [list(range(len(keys))), *zip(*keys)] if keys else []
         rows = self._matches(self.cells_table, _CELL_KEY_COLUMNS, columns, cells_by_table_sql)
         return {keys[row[0]]: StoredCell(row[1], row[2], tuple(row[3:-1])) for row in rows}
 
-    def _matches(self, table: str, columns: Sequence[tuple[str, str]], data: Sequence[Sequence], sql: Any) -> list[tuple]:
+    def _matches(self, table: str, columns: tuple[tuple[str, str], ...], data: Sequence[Sequence], sql: Any) -> list[tuple]:
         """Fill `table` with `data`, given column by column, and return the rows of `sql` over it."""
         db = quote_identifier(self.database)
         self.client.command(f"TRUNCATE TABLE {db}.{quote_identifier(table)}")
         if data:
-            self.client.insert(
-                table, data, column_names=[name for name, _t in columns], database=self.database, column_oriented=True
-            )
+            self.client.insert_arrow(table, _arrow_schema(columns).columns_table(data), database=self.database)
         return list(self.client.query(sql(self.database, table)).result_rows)

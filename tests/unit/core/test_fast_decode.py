@@ -243,3 +243,20 @@ def test_every_hostile_corpus_case_decodes_the_same_both_ways(case):
     assert [e.index for e in fast.events] == [e.index for e in slow.events]
     assert [(r.reason, r.detail, r.index) for r in fast.rejections] == [(r.reason, r.detail, r.index) for r in slow.rejections]
     assert [r.raw for r in fast.rejections] == [r.raw for r in slow.rejections]
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "٢٠٢٦-11-22T11:59:00Z",  # Arabic-Indic digits in the year
+        "2026-11-22T11:59:0٠Z",
+        "2026-11-22T11:59:00.１Z",  # a fullwidth digit in the fraction
+        "2026-11-22t11:59:00Z",
+        "2026-11-22T11:59:00z",
+        "2026-11-22T11:59:00.1234567Z",
+        "2026-11-22 11:59:00Z",
+    ],
+)
+def test_timestamps_in_other_spellings_are_decided_as_pydantic_decides(timestamp):
+    assert_same(encode(make_event_dict(project_id="proj-acme", timestamp=timestamp)))
+    assert_same(encode([make_event_dict(project_id="proj-acme", timestamp=timestamp)] * 2))

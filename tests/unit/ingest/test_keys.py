@@ -21,7 +21,9 @@ def test_a_key_is_stored_only_as_its_hash_in_a_private_file(tmp_path: Path) -> N
     made = key_file.create(["proj-a", "proj-b", "proj-a"], now=NOW)
 
     text = key_file.path.read_text()
-    assert made.key not in text and made.key.split("_")[-1] not in text
+    secret = made.key.split("_", 2)[2]  # `upk_<id>_<secret>`; the secret may itself hold "_"
+    assert len(secret) == 43
+    assert made.key not in text and secret not in text
     assert json.loads(text)["keys"][0]["sha256"] == key_hash(made.key)
     assert made.stored.projects == ("proj-a", "proj-b")
     assert stat.S_IMODE(key_file.path.stat().st_mode) == 0o600
