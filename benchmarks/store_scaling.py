@@ -206,7 +206,8 @@ def _run_phase(phase: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def _drain(worker: WorkerProcess, messages: int, result: SizeResult, label: str) -> None:
     """Events/s from the first chunk to the last, and the seconds of each chunk seen alone."""
-    first, first_events = _wait_first_chunk(worker)
+    first = _wait_first_chunk(worker)
+    first_events = int(first["events_accepted"])
     cpu_first = _cpu_seconds(worker.pid)
     seen = {"chunks": 0, "events": first_events, "reported": time.monotonic()}
 
@@ -222,7 +223,12 @@ def _drain(worker: WorkerProcess, messages: int, result: SizeResult, label: str)
 
     stats = worker.wait_for_messages(messages, timeout=3600, interval=0.05, progress=sample)
     result.drains.append(
-        Drain(int(stats["events_accepted"]) - first_events, time.perf_counter() - first, _cpu_seconds(worker.pid) - cpu_first)
+        # Timed by the worker's clock: from the end of its first chunk to the end of its last.
+        Drain(
+            int(stats["events_accepted"]) - first_events,
+            stats["last_chunk_end"] - first["last_chunk_end"],
+            _cpu_seconds(worker.pid) - cpu_first,
+        )
     )
 
 

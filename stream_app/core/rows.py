@@ -234,6 +234,16 @@ def event_row(
     )
 
 
+# Where an event row says which message it came from: (topic, partition, offset).
+_SOURCE = slice(EVENT_COLUMNS.index("kafka_topic"), EVENT_COLUMNS.index("kafka_offset") + 1)
+assert EVENT_COLUMNS[_SOURCE] == ("kafka_topic", "kafka_partition", "kafka_offset")
+
+
+def same_message(a: tuple, b: tuple) -> bool:
+    """Whether two `usage_events` rows came in one Kafka message (an insert is never cut inside one)."""
+    return a[_SOURCE] == b[_SOURCE]
+
+
 def pricing_values(priced: PricedCost, cost: Decimal | None = None) -> tuple:
     """The `PRICING_COLUMNS` of a row priced as `priced`, in that order."""
     return (

@@ -7,8 +7,9 @@ a message whose events were stored while its cells were refused. They all use
 `cells_from_events_sql`, which sums exactly what the Python aggregator sums (tested
 against it).
 
-Why a cell can be recomputed from events alone: a chunk writes its events (one insert)
-before its cells, in offset order, so the events stored for a partition are always
+Why a cell can be recomputed from events alone: a chunk writes its events (one insert, or
+slices cut only between messages) before its cells, in offset order, so the events stored
+for a partition are always
 every billed event of a prefix of its messages. A cell built from them covers up to
 one past the newest offset it holds, or further if its stored row says so (no message
 in between touched it, or its events would be stored). Its version marks it rebuilt,

@@ -17,7 +17,7 @@ from typing import Any
 
 from stream_app.core.counting import EventKey, StoredCopy, content_from_stored
 from stream_app.core.repricing import RepriceSummary, UsagePricer, reprice_rows
-from stream_app.core.rows import EVENT_COLUMNS, ChunkRows
+from stream_app.core.rows import EVENT_COLUMNS, ChunkRows, same_message
 from stream_app.core.window_cells import CellKey, StoredCell, fold
 from stream_app.core.windows import Source
 from stream_app.errors import ConfigurationError, SinkError
@@ -259,7 +259,9 @@ class ClickHouseSink:
                 rows.window_rows = fold(rows.window_parts, stored)
                 return CHUNK_TABLES["usage_window_cells"].table(rows.window_rows) if rows.window_rows else None
 
-            cells = self._sliced.insert(CHUNK_TABLES["usage_events"], rows.event_rows, self._writer("usage_events"), cells_table)
+            cells = self._sliced.insert(
+                CHUNK_TABLES["usage_events"], rows.event_rows, self._writer("usage_events"), cells_table, same_message
+            )
             if cells is not None:
                 self._writer("usage_window_cells")(cells)
         self.stats.chunks_written += 1

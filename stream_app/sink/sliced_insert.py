@@ -6,10 +6,11 @@ other, a chunk's events insert waited for both, ~5 µs an event each on the work
 hot path; overlapped, it waits for little more than the larger. Whatever the caller
 has to compute next (`then`) also runs while the last slice is written.
 
-Slices are contiguous and in the rows' order (log order), so what a crash between two
-slices leaves stored is, per partition, a prefix of the chunk's messages, as a crash
-between two tables does; the replay rewrites the same keys. One write runs at a time on
-the client: the caller builds, the writer thread inserts.
+Slices are contiguous, in the rows' order (log order), and cut only between rows of two
+different messages: what a crash between two slices leaves stored is, per partition, every
+billed event of a prefix of the chunk's messages, as a crash between two tables does (what
+`stream_app/sink/cell_rebuild.py` relies on); the replay rewrites the same keys. One write
+runs at a time on the client: the caller builds, the writer thread inserts.
 """
 
 from __future__ import annotations
@@ -28,17 +29,28 @@ SLICES = 2
 MIN_SLICE_ROWS = 2_000
 
 
-def slices(rows: Sequence[tuple], count: int = SLICES, min_rows: int = MIN_SLICE_ROWS) -> list[Sequence[tuple]]:
-    """`rows` cut into at most `count` contiguous slices of near-equal size, none under `min_rows` (pure)."""
+def slices(
+    rows: Sequence[tuple],
+    count: int = SLICES,
+    min_rows: int = MIN_SLICE_ROWS,
+    same_message: Callable[[tuple, tuple], bool] | None = None,
+) -> list[Sequence[tuple]]:
+    """`rows` cut into at most `count` contiguous slices of near-equal size, none under `min_rows`
+    (pure). A cut between two rows `same_message` says belong together moves past them."""
     if not rows:
         return []
     count = max(1, min(count, len(rows) // max(1, min_rows)))
     size, extra = divmod(len(rows), count)
     out, start = [], 0
     for i in range(count):
-        end = start + size + (1 if i < extra else 0)
-        out.append(rows[start:end])
+        end = max(start + size + (1 if i < extra else 0), start + 1) if i < count - 1 else len(rows)
+        while same_message is not None and 0 < end < len(rows) and same_message(rows[end - 1], rows[end]):
+            end += 1
+        if end > start:
+            out.append(rows[start:end])
         start = end
+        if start >= len(rows):
+            break
     return out
 
 
@@ -48,7 +60,14 @@ class SlicedInserter:
     def __init__(self) -> None:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-insert")
 
-    def insert(self, schema: ArrowSchema, rows: Sequence[tuple], write: Callable[[Any], object], then: Callable[[], T]) -> T:
+    def insert(
+        self,
+        schema: ArrowSchema,
+        rows: Sequence[tuple],
+        write: Callable[[Any], object],
+        then: Callable[[], T],
+        same_message: Callable[[tuple, tuple], bool],
+    ) -> T:
         """Write `rows` (with `write(arrow_table)`) and return `then()`, run while the last slice is written.
 
         Raises the first write's error; no slice is written after one failed, and no
@@ -56,7 +75,7 @@ class SlicedInserter:
         """
         pending: Future | None = None
         try:
-            for part in slices(rows):
+            for part in slices(rows, same_message=same_message):
                 table = schema.table(part)
                 if pending is not None:
                     pending.result()

@@ -176,3 +176,47 @@ def test_two_workers_racing_over_the_same_messages_bill_once(pipeline: Pipeline)
         assert_exact(pipeline, events)
         conflicts = [w.stats()["dead_letters"].get("conflicting_duplicate", 0) for w in (first, second)]
         assert conflicts == [len(changed), len(changed)]
+
+
+def _stored_per_message(pipeline: Pipeline) -> dict[tuple[int, int], int]:
+    """Billed events stored per source message (the embedded store, opened while no worker has it)."""
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=pipeline.store_url)
+    try:
+        rows = client.query(
+            f"SELECT kafka_partition, kafka_offset, count() FROM `{pipeline.database}`.usage_events FINAL "
+            "GROUP BY kafka_partition, kafka_offset"
+        ).result_rows
+    finally:
+        client.close()
+    return {(int(p), int(o)): int(n) for p, o, n in rows}
+
+
+def test_a_crash_between_the_slices_of_a_chunks_events_stores_whole_messages_and_recovers_exactly(
+    pipeline: Pipeline,
+) -> None:
+    # A chunk's events are inserted in two slices (stream_app/sink/sliced_insert.py); the
+    # injected crash comes right after the first. What it leaves must be whole messages
+    # (cells can be rebuilt from stored events only if they are), and the restart exact.
+    now = datetime.now(UTC)
+    events = varied_events(8_000, seed=76, now=now, spread_seconds=300)
+    sent = pipeline.publish(events)
+
+    crashing = pipeline.worker(USAGE_SINK_FAULT_PLAN="crash_after=usage_events").start()
+    try:
+        deadline = time.monotonic() + 120
+        while crashing.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert crashing.process.returncode == CRASH_EXIT_CODE, crashing.log_tail()
+    finally:
+        crashing.kill()
+    partial = _stored_per_message(pipeline)
+    assert 0 < sum(partial.values()) < len(events), "the crash did not fall between two slices"
+
+    with pipeline.worker() as worker:
+        worker.wait_for_messages(sent, timeout=180)
+        wait_until_billed(pipeline, worker, len(events))
+        assert_exact(pipeline, events)
+    full = _stored_per_message(pipeline)
+    assert {m: full[m] for m in partial} == partial  # every message stored after the crash was whole

@@ -10,6 +10,10 @@ from stream_app.sink.sliced_insert import SlicedInserter, slices
 SCHEMA = ArrowSchema(["n"], ["UInt32"])
 
 
+def NEVER(a, b):  # noqa: N802 - rows that never share a message
+    return False
+
+
 @given(st.integers(0, 20_000), st.integers(1, 5), st.integers(1, 5_000))
 def test_slices_are_contiguous_in_order_and_not_too_small(n, count, min_rows):
     rows = [(i,) for i in range(n)]
@@ -21,6 +25,28 @@ def test_slices_are_contiguous_in_order_and_not_too_small(n, count, min_rows):
     assert all(len(part) >= min(min_rows, n) for part in parts)
     if parts:
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+@given(st.lists(st.integers(1, 1_000), min_size=0, max_size=60), st.integers(1, 4), st.integers(1, 3_000))
+def test_a_slice_never_cuts_a_message(message_sizes, count, min_rows):
+    rows = [(m, i) for m, size in enumerate(message_sizes) for i in range(size)]
+
+    parts = slices(rows, count, min_rows, same_message=lambda a, b: a[0] == b[0])
+
+    assert [row for part in parts for row in part] == rows
+    assert len(parts) <= count
+    for before, after in zip(parts, parts[1:]):
+        assert before[-1][0] != after[0][0]  # the message before a cut ends there
+
+
+def test_real_event_rows_are_cut_between_messages():
+    from stream_app.core.rows import EVENT_COLUMNS, same_message
+
+    at = EVENT_COLUMNS.index("kafka_offset")
+    rows = [tuple(offset if c == at else 0 for c in range(len(EVENT_COLUMNS))) for offset in (1, 1, 1, 2, 2, 3)]
+
+    assert [len(p) for p in slices(rows, 2, 1, same_message=same_message)] == [3, 3]
+    assert same_message(rows[0], rows[2]) and not same_message(rows[2], rows[3])
 
 
 def test_rows_are_written_in_order_and_then_runs_before_the_last_write_returns():
@@ -42,7 +68,7 @@ def test_rows_are_written_in_order_and_then_runs_before_the_last_write_returns()
 
     inserter = SlicedInserter()
     try:
-        assert inserter.insert(SCHEMA, [(i,) for i in range(10_000)], write, then) == "cells"
+        assert inserter.insert(SCHEMA, [(i,) for i in range(10_000)], write, then, NEVER) == "cells"
     finally:
         inserter.close()
     assert [v for part in written for v in part] == list(range(10_000))
@@ -59,7 +85,7 @@ def test_a_failed_slice_stops_the_rest_and_its_error_is_raised():
     inserter = SlicedInserter()
     try:
         with pytest.raises(ConnectionError, match="refused"):
-            inserter.insert(SCHEMA, [(i,) for i in range(10_000)], write, lambda: None)
+            inserter.insert(SCHEMA, [(i,) for i in range(10_000)], write, lambda: None, NEVER)
     finally:
         inserter.close()
     assert written == [5_000]
@@ -78,7 +104,7 @@ def test_an_error_in_then_waits_for_the_write_before_it_is_raised():
     inserter = SlicedInserter()
     try:
         with pytest.raises(ValueError, match="fold failed"):
-            inserter.insert(SCHEMA, [(i,) for i in range(100)], write, then)
+            inserter.insert(SCHEMA, [(i,) for i in range(100)], write, then, NEVER)
         assert done == [100]  # the write finished before the error came out
     finally:
         inserter.close()
@@ -87,6 +113,6 @@ def test_an_error_in_then_waits_for_the_write_before_it_is_raised():
 def test_no_rows_write_nothing_and_still_run_then():
     inserter = SlicedInserter()
     try:
-        assert inserter.insert(SCHEMA, [], lambda table: pytest.fail("nothing to write"), lambda: 7) == 7
+        assert inserter.insert(SCHEMA, [], lambda table: pytest.fail("nothing to write"), lambda: 7, NEVER) == 7
     finally:
         inserter.close()
