@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from operator import itemgetter
 
 import pyarrow as pa
 
@@ -66,8 +67,16 @@ class ArrowSchema:
         self.types = [arrow_type(t) for t in clickhouse_types]
 
     def table(self, rows: Sequence[tuple]) -> pa.Table:
-        """Rows (tuples in column order) as one Arrow table."""
-        return self.columns_table(list(zip(*rows, strict=True)) if rows else [() for _ in self.columns])
+        """Rows (tuples in column order) as one Arrow table.
+
+        Column by column: one column's values are held in Python at a time, not the whole
+        table transposed (a chunk's rows can be hundreds of thousands of cells).
+        """
+        width = len(self.columns)
+        if any(len(row) != width for row in rows):
+            raise ValueError(f"a row does not have the {width} values the table takes")
+        arrays = [_array(list(map(itemgetter(i), rows)), kind) for i, kind in enumerate(self.types)]
+        return pa.Table.from_arrays(arrays, names=self.columns)
 
     def columns_table(self, data: Sequence[Sequence]) -> pa.Table:
         """Columns (one sequence of values per column, in order) as one Arrow table."""
