@@ -4,7 +4,8 @@ clickhouse-connect's Native insert turns every value into bytes in Python (a Dec
 through its text, a datetime through arithmetic): ~6 µs an event row on the worker's hot
 path. pyarrow converts whole columns in C++ and ClickHouse reads Arrow natively, which
 halves that (README "Performance"). The values are the same Python values either way;
-this module only names the Arrow type of each ClickHouse type the tables use.
+this module names the Arrow type of each ClickHouse type the tables use, and each chunk
+table's columns (`CHUNK_TABLES`).
 """
 
 from __future__ import annotations
@@ -81,15 +82,21 @@ class ArrowSchema:
     def columns_table(self, data: Sequence[Sequence]) -> pa.Table:
         """Columns (one sequence of values per column, in order) as one Arrow table."""
         if len(data) != len(self.columns):
-            raise ValueError(f"rows have {len(data)} values; the table takes {len(self.columns)} columns")
+            raise ValueError(f"{len(data)} columns given; the table takes {len(self.columns)}")
         arrays = [_array(values, kind) for values, kind in zip(data, self.types, strict=True)]
         return pa.Table.from_arrays(arrays, names=self.columns)
 
 
 def _array(values: Sequence, kind: pa.DataType) -> pa.Array:
     """One column; a column of one value throughout (a chunk's ingest time, its topic) is
-    converted once and repeated, which for a timestamp is a hundred times cheaper."""
-    if len(values) > 1 and values.count(values[0]) == len(values) and values[0] is not None:
+    converted once and repeated, which for a timestamp is a hundred times cheaper. Not for
+    floats, where equal is not the same (0.0 == -0.0)."""
+    if (
+        len(values) > 1
+        and not pa.types.is_floating(kind)
+        and values[0] is not None
+        and values.count(values[0]) == len(values)
+    ):
         return pa.repeat(pa.scalar(values[0], type=kind), len(values))
     return pa.array(values, type=kind)
 

@@ -128,6 +128,18 @@ def test_a_month_of_backfill_in_large_chunks_is_billed_exactly(pipeline: Pipelin
         assert_exact(pipeline, backfill, every="1d", every_seconds=86_400)
 
 
+def run_until_injected_crash(pipeline: Pipeline, fault_plan: str) -> None:
+    """A worker with `fault_plan` (USAGE_SINK_FAULT_PLAN) started and awaited until it crashes as planned."""
+    crashing = pipeline.worker(USAGE_SINK_FAULT_PLAN=fault_plan).start()
+    try:
+        deadline = time.monotonic() + 120
+        while crashing.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert crashing.process.returncode == CRASH_EXIT_CODE, crashing.log_tail()
+    finally:
+        crashing.kill()
+
+
 def crash_cases() -> list:
     cases = [pytest.param(table, "chdb", id=f"chdb-crash-after-{table}") for table in CRASHABLE_TABLES]
     return cases + [pytest.param("usage_events", "server", id="server-crash-after-usage_events")]
@@ -142,14 +154,7 @@ def test_a_crash_between_any_two_writes_neither_loses_nor_doubles(pipeline: Pipe
     sent = pipeline.publish_raw([(b"proj-a", b"{not json")])
     sent += pipeline.publish(events + changed + events[:100])
 
-    crashing = pipeline.worker(USAGE_SINK_FAULT_PLAN=f"crash_after={table}").start()
-    try:
-        deadline = time.monotonic() + 120
-        while crashing.process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert crashing.process.returncode == CRASH_EXIT_CODE, crashing.log_tail()
-    finally:
-        crashing.kill()
+    run_until_injected_crash(pipeline, f"crash_after={table}")
 
     with pipeline.worker() as worker:
         stats = worker.wait_for_messages(sent, timeout=180)
@@ -203,14 +208,7 @@ def test_a_crash_between_the_slices_of_a_chunks_events_stores_whole_messages_and
     events = varied_events(8_000, seed=76, now=now, spread_seconds=300)
     sent = pipeline.publish(events)
 
-    crashing = pipeline.worker(USAGE_SINK_FAULT_PLAN="crash_after=usage_events").start()
-    try:
-        deadline = time.monotonic() + 120
-        while crashing.process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert crashing.process.returncode == CRASH_EXIT_CODE, crashing.log_tail()
-    finally:
-        crashing.kill()
+    run_until_injected_crash(pipeline, "crash_after=usage_events")
     partial = _stored_per_message(pipeline)
     assert 0 < sum(partial.values()) < len(events), "the crash did not fall between two slices"
 

@@ -79,3 +79,11 @@ def test_a_column_of_one_value_throughout_is_that_value_in_every_row():
 
     assert table.to_pylist() == [{"at": at, "topic": "t", "n": 7, "note": None}] * 3
     assert table.column("at").type == pa.timestamp("us", tz="UTC")
+
+
+def test_a_float_column_keeps_each_value_even_when_all_compare_equal():
+    schema = ArrowSchema(["ms"], ["Nullable(Float64)"])
+
+    values = [v for (v,) in [tuple(r.values()) for r in schema.table([(0.0,), (-0.0,)]).to_pylist()]]
+
+    assert [str(v) for v in values] == ["0.0", "-0.0"]
