@@ -192,6 +192,8 @@ def event_row(
     e = item.event
     u = e.usage
     origin = item.origin
+    # Three tuples joined: as cheap as one literal, and the pricing columns come from
+    # `pricing_values`, the one place that orders them.
     return (
         e.event_id,
         e.project_id,
@@ -215,12 +217,7 @@ def event_row(
         e.finish_reason or "",
         e.duration_ms,
         e.error,
-        stored_cost(priced.cost_usd) if cost is None else cost,  # PRICING_COLUMNS, as pricing_values has them
-        priced.status,
-        priced.source,
-        priced.catalog_provider,
-        priced.catalog_model,
-        priced.detail,
+    ) + pricing_values(priced, cost) + (
         e.provider_cost,
         e.provider_metadata_json,
         e.context_json,

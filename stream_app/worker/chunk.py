@@ -5,8 +5,8 @@ builds the rows and writes them. A chunk from very many sessions or agents is wr
 in runs of consecutive messages (`identity_groups`), as if it had been cut smaller, so
 the window cells held at once stay bounded whatever the number of sessions. A failed
 attempt is retried whole, because the store may hold part of what it wrote: the next
-look-up sees that, and the rows it rewrites land on the same keys. Three ways out of a failing chunk, none of which commits past
-an unwritten event:
+look-up sees that, and the rows it rewrites land on the same keys. Three ways out of a
+failing chunk, none of which commits past an unwritten event:
 
 - the write succeeds (after an outage: retried with backoff, visibly);
 - the worker is asked to stop (SIGTERM, Ctrl-C): `StopRequested` within a second;
