@@ -260,3 +260,19 @@ def test_every_hostile_corpus_case_decodes_the_same_both_ways(case):
 def test_timestamps_in_other_spellings_are_decided_as_pydantic_decides(timestamp):
     assert_same(encode(make_event_dict(project_id="proj-acme", timestamp=timestamp)))
     assert_same(encode([make_event_dict(project_id="proj-acme", timestamp=timestamp)] * 2))
+
+
+def test_a_context_judged_once_is_judged_by_the_deny_list_in_force_each_time():
+    """The fast path remembers which small contexts were plainly fine, per deny-list."""
+    event = make_event_dict(project_id="proj-acme", timestamp=NOW.isoformat(), context={"note": "tenant-prompt"})
+    raw = encode([event])
+
+    def billed(denied: frozenset[str]) -> int:
+        result = decode_billable_message(raw, ORIGIN, now=NOW, max_future_skew=SKEW, denied_context_keys=denied)
+        return len(result.events)
+
+    for _ in range(2):  # the second time from what was remembered
+        assert billed(frozenset({"note"})) == 0
+        assert billed(frozenset({"prompt"})) == 1  # "prompt" in a value is not a denied key
+        assert billed(frozenset()) == 1
+    assert_same(raw)
