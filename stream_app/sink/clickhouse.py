@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any
 
@@ -247,31 +248,30 @@ class ClickHouseSink:
         messages, from which a cell can be rebuilt (`reprice`, repairs).
         """
         with self._lock:
-            # How far the stored cells cover is read first: the cells are folded and built
-            # while the events are written (nothing here writes cells before that insert).
-            stored = self._stored_cells(list(rows.window_parts)) if rows.window_parts else {}
-            self._insert("usage_rejections", rows.rejection_rows)
-            self._insert("usage_tool_windows", rows.tool_rows)
+            # On the writer thread, in this order, while the first events slice is built: how
+            # far the stored cells cover (read before anything of this chunk is written), then
+            # the small tables. The cells are folded and built while the events are written.
+            before: list[Callable[[], object]] = []
+            if rows.window_parts:
+                before.append(partial(self._stored_cells, list(rows.window_parts)))
+            for table, table_rows in (("usage_rejections", rows.rejection_rows), ("usage_tool_windows", rows.tool_rows)):
+                if table_rows:
+                    before.append(partial(self._writer(table), CHUNK_TABLES[table].table(table_rows)))
 
-            def cells_table() -> Any:
+            def cells_table(done: list[Any]) -> Any:
                 if not rows.window_parts:
                     return None
-                rows.window_rows = fold(rows.window_parts, stored)
+                rows.window_rows = fold(rows.window_parts, done[0])
                 return CHUNK_TABLES["usage_window_cells"].table(rows.window_rows) if rows.window_rows else None
 
             cells = self._sliced.insert(
-                CHUNK_TABLES["usage_events"], rows.event_rows, self._writer("usage_events"), cells_table, same_message
+                CHUNK_TABLES["usage_events"], rows.event_rows, self._writer("usage_events"), cells_table, same_message, before
             )
             if cells is not None:
                 self._writer("usage_window_cells")(cells)
         self.stats.chunks_written += 1
         self.stats.events_written += rows.events
         self.stats.rejections_written += len(rows.rejection_rows)
-
-    def _insert(self, table: str, rows: list[tuple]) -> None:
-        """One chunk insert (caller holds the lock); nothing for no rows."""
-        if rows:
-            self._writer(table)(CHUNK_TABLES[table].table(rows))
 
     def _writer(self, table: str) -> Callable[[Any], object]:
         """Inserts one Arrow table into `table` (caller holds the lock)."""

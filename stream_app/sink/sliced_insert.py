@@ -3,8 +3,10 @@
 Building an Arrow table is Python work that holds the GIL; ClickHouse writing it is C++
 work that does not (chDB releases the GIL, a server works on its own). One after the
 other, a chunk's events insert waited for both, ~5 µs an event each on the worker's
-hot path; overlapped, it waits for little more than the larger. Whatever the caller
-has to compute next (`then`) also runs while the last slice is written.
+hot path; overlapped, it waits for little more than the larger. What goes to ClickHouse
+before the events (the stored cells' read, the small tables) runs on the same writer
+thread while the first slice is built, and whatever the caller has to compute next
+(`then`) runs while the last slice is written.
 
 Slices are contiguous, in the rows' order (log order), and cut only between rows of two
 different messages: what a crash between two slices leaves stored is, per partition, every
@@ -55,7 +57,7 @@ def slices(
 
 
 class SlicedInserter:
-    """Inserts rows slice by slice on a writer thread, building the next slice meanwhile."""
+    """Runs a chunk's writes in order on a writer thread, building the next slice meanwhile."""
 
     def __init__(self) -> None:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse-insert")
@@ -65,28 +67,43 @@ class SlicedInserter:
         schema: ArrowSchema,
         rows: Sequence[tuple],
         write: Callable[[Any], object],
-        then: Callable[[], T],
+        then: Callable[[list[Any]], T],
         same_message: Callable[[tuple, tuple], bool],
+        before: Sequence[Callable[[], object]] = (),
     ) -> T:
-        """Write `rows` (with `write(arrow_table)`) and return `then()`, run while the last slice is written.
+        """Run `before` (reads and small writes), write `rows` (with `write(arrow_table)`),
+        and return `then(results of before)`, run while the last slice is written.
 
-        Raises the first write's error; no slice is written after one failed, and no
-        write is still running when this returns or raises.
+        Everything on the writer thread runs in the order given, one at a time, and a step
+        runs only if every step before it succeeded. Raises the first error; nothing is
+        still running on the writer thread when this returns or raises.
         """
-        pending: Future | None = None
+        last: Future | None = None
         try:
+            earlier = []
+            for step in before:
+                last = self._writer.submit(_after, last, step)
+                earlier.append(last)
+            written: Future | None = None
             for part in slices(rows, same_message=same_message):
                 table = schema.table(part)
-                if pending is not None:
-                    pending.result()
-                pending = self._writer.submit(write, table)
-            result = then()
-            if pending is not None:
-                pending.result()
+                if written is not None:
+                    written.result()  # at most two slices' tables held at once
+                last = written = self._writer.submit(_after, last, write, table)
+            result = then([f.result() for f in earlier])
+            if last is not None:
+                last.result()
             return result
         finally:
-            if pending is not None and not pending.done():
-                pending.exception()  # wait for it: the caller's lock must outlive every write
+            if last is not None and not last.done():
+                last.exception()  # wait for it: the caller's lock must outlive every write
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
+
+
+def _after(previous: Future | None, step: Callable[..., object], *args: Any) -> object:
+    """`step(*args)` once `previous` succeeded (its error, if it failed: nothing runs after a failure)."""
+    if previous is not None:
+        previous.result()  # done already: the writer runs one step at a time, in order
+    return step(*args)

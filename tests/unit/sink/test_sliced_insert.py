@@ -61,7 +61,8 @@ def test_rows_are_written_in_order_and_then_runs_before_the_last_write_returns()
             assert release.wait(5)
         written.append(values)
 
-    def then():
+    def then(done):
+        assert done == []
         assert last_write_started.wait(5)  # computed while the last slice is being written
         release.set()
         return "cells"
@@ -85,7 +86,7 @@ def test_a_failed_slice_stops_the_rest_and_its_error_is_raised():
     inserter = SlicedInserter()
     try:
         with pytest.raises(ConnectionError, match="refused"):
-            inserter.insert(SCHEMA, [(i,) for i in range(10_000)], write, lambda: None, NEVER)
+            inserter.insert(SCHEMA, [(i,) for i in range(10_000)], write, lambda done: None, NEVER)
     finally:
         inserter.close()
     assert written == [5_000]
@@ -98,7 +99,7 @@ def test_an_error_in_then_waits_for_the_write_before_it_is_raised():
         threading.Event().wait(0.2)
         done.append(table.num_rows)
 
-    def then():
+    def then(done):
         raise ValueError("fold failed")
 
     inserter = SlicedInserter()
@@ -113,6 +114,51 @@ def test_an_error_in_then_waits_for_the_write_before_it_is_raised():
 def test_no_rows_write_nothing_and_still_run_then():
     inserter = SlicedInserter()
     try:
-        assert inserter.insert(SCHEMA, [], lambda table: pytest.fail("nothing to write"), lambda: 7, NEVER) == 7
+        assert inserter.insert(SCHEMA, [], lambda table: pytest.fail("nothing to write"), lambda done: 7, NEVER) == 7
     finally:
         inserter.close()
+
+
+def test_steps_before_run_first_in_order_on_the_writer_and_then_gets_their_results():
+    order: list[str] = []
+    main = threading.get_ident()
+
+    def step(name):
+        def run():
+            assert threading.get_ident() != main  # on the writer thread, while slices are built
+            order.append(name)
+            return name.upper()
+        return run
+
+    def write(table):
+        order.append(f"slice {table.num_rows}")
+
+    def then(done):
+        assert order[:2] == ["read", "small"]
+        return done
+
+    inserter = SlicedInserter()
+    try:
+        done = inserter.insert(SCHEMA, [(i,) for i in range(10_000)], write, then, NEVER, [step("read"), step("small")])
+    finally:
+        inserter.close()
+    assert done == ["READ", "SMALL"]
+    assert order == ["read", "small", "slice 5000", "slice 5000"]
+
+
+def test_a_failed_step_before_stops_every_write_after_it():
+    written = []
+
+    def refuse():
+        raise ConnectionError("read refused")
+
+    inserter = SlicedInserter()
+    try:
+        with pytest.raises(ConnectionError, match="read refused"):
+            inserter.insert(
+                SCHEMA, [(i,) for i in range(10_000)], lambda table: written.append(table.num_rows),
+                lambda done: pytest.fail("then needs what failed"), NEVER, [refuse, lambda: written.append("small")],
+            )
+    finally:
+        inserter.close()
+    assert written == []  # neither the small table nor any slice was written after the failed read
