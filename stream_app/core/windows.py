@@ -179,21 +179,41 @@ def window_keys(c: Counted, start: datetime) -> tuple[WindowKey, ...]:
     )
 
 
+class _MessageWindow:
+    """The values of one message's events in one window of one project, gathered per group."""
+
+    __slots__ = ("everything", "agents", "sessions", "models")
+
+    def __init__(self) -> None:
+        self.everything: list[tuple] = []
+        self.agents: dict[str, list[tuple]] = {}
+        self.sessions: dict[str, list[tuple]] = {}
+        self.models: dict[tuple[str, str], list[tuple]] = {}
+
+
+def column_sums(rows: list[tuple]) -> list:
+    """Each column of `rows` summed, in row order (in C: one `sum` per column)."""
+    return list(rows[0]) if len(rows) == 1 else list(map(sum, zip(*rows)))
+
+
 class WindowAggregator:
     """Sums accepted events into (window key, source message) totals and tool totals.
 
-    `add` each accepted event once with its stored cost; `windows` and `tools` then
-    hold what the sink writes. Memory is bounded by the chunk, not by how many
-    sessions or agents exist overall. On the hot path: plain tuples and lists inside,
-    one window-start computation per distinct second.
+    `add` each accepted event once with its stored cost; `window_cells` and `tool_cells`
+    then hold what the sink writes. Memory is bounded by the chunk, not by how many
+    sessions or agents exist overall. On the hot path an event's values are only
+    gathered, per (project, window, message) and then per agent, session and model; each
+    group's columns are summed once, when the cells are read (consecutive events of one
+    message share their group, and a start is computed once per distinct second).
     """
 
     def __init__(self, window_seconds: int) -> None:
         if window_seconds < 1:
             raise ValueError("window_seconds must be at least 1")
         self.window_seconds = window_seconds
-        # (grouping, project, agent, session, provider, model, start, source) -> WINDOW_TOTAL_FIELDS values
-        self._cells: dict[tuple, list] = {}
+        # (project, start, source) -> the values of its events, per group
+        self._groups: dict[tuple, _MessageWindow] = {}
+        self._last: tuple = (None, None, None, None)  # (project, start, source, group) of the event before
         # (project, agent, tool, start, source) -> [calls, errors, durations]
         self._tool_cells: dict[tuple, list] = {}
         self._starts: dict[int, datetime] = {}
@@ -223,27 +243,28 @@ class WindowAggregator:
         start = self._starts.get(second)
         if start is None:
             start = self._starts[second] = window_start(timestamp, self.window_seconds)
-        cells = self._cells
-        for key in (
-            (Grouping.PROJECT, project, "", "", "", "", start, source),
-            (Grouping.AGENT, project, agent, "", "", "", start, source),
-            (Grouping.SESSION, project, "", session, "", "", start, source),
-            (Grouping.MODEL, project, "", "", provider, model, start, source),
-        ):
-            acc = cells.get(key)
-            if acc is None:
-                cells[key] = list(values)
-            else:  # unrolled: this runs four times per event
-                acc[0] += 1
-                acc[1] += values[1]
-                acc[2] += values[2]
-                acc[3] += values[3]
-                acc[4] += values[4]
-                acc[5] += values[5]
-                acc[6] += values[6]
-                acc[7] += values[7]
-                acc[8] += values[8]
-                acc[9] += values[9]
+        last_project, last_start, last_source, group = self._last
+        if source is not last_source or start is not last_start or project != last_project:
+            group = self._groups.get((project, start, source))
+            if group is None:
+                group = self._groups[(project, start, source)] = _MessageWindow()
+            self._last = (project, start, source, group)
+        group.everything.append(values)
+        gathered = group.agents.get(agent)
+        if gathered is None:
+            group.agents[agent] = [values]
+        else:
+            gathered.append(values)
+        gathered = group.sessions.get(session)
+        if gathered is None:
+            group.sessions[session] = [values]
+        else:
+            gathered.append(values)
+        gathered = group.models.get((provider, model))
+        if gathered is None:
+            group.models[(provider, model)] = [values]
+        else:
+            gathered.append(values)
         for name, error, duration_ms in tools:
             tool_key = (project, agent, name, start, source)
             tool = self._tool_cells.get(tool_key)
@@ -257,7 +278,14 @@ class WindowAggregator:
 
     def window_cells(self) -> Iterable[tuple[tuple, list]]:
         """((grouping, project, agent, session, provider, model, start, source), totals) pairs."""
-        return self._cells.items()
+        for (project, start, source), group in self._groups.items():
+            yield (Grouping.PROJECT, project, "", "", "", "", start, source), column_sums(group.everything)
+            for agent, rows in group.agents.items():
+                yield (Grouping.AGENT, project, agent, "", "", "", start, source), column_sums(rows)
+            for session, rows in group.sessions.items():
+                yield (Grouping.SESSION, project, "", session, "", "", start, source), column_sums(rows)
+            for (provider, model), rows in group.models.items():
+                yield (Grouping.MODEL, project, "", "", provider, model, start, source), column_sums(rows)
 
     def tool_cells(self) -> Iterable[tuple[tuple, list]]:
         """((project, agent, tool, start, source), [calls, errors, durations]) pairs."""
@@ -266,7 +294,7 @@ class WindowAggregator:
     @property
     def windows(self) -> dict[tuple[WindowKey, Source], WindowTotals]:
         """The totals by (window key, source message)."""
-        return {(WindowKey(*k[:7]), k[7]): WindowTotals(*v) for k, v in self._cells.items()}
+        return {(WindowKey(*k[:7]), k[7]): WindowTotals(*v) for k, v in self.window_cells()}
 
     @property
     def tools(self) -> dict[tuple[ToolKey, Source], ToolTotals]:
