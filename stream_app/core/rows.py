@@ -139,12 +139,19 @@ def build_chunk_rows(
     window_seconds: int,
     ingested_at: datetime,
     generation: int = 0,
+    prices: Sequence[PricedCost] | None = None,
 ) -> ChunkRows:
-    """Price the billed copies, flatten them, and sum them into per-message window contributions."""
+    """Price the billed copies, flatten them, and sum them into per-message window contributions.
+
+    `prices`: each accepted copy's price, in order, if it is known already (else `price` each).
+    """
     rows = ChunkRows()
     aggregator = WindowAggregator(window_seconds)
-    for copy in accepted:
-        priced = price(copy.item.event)
+    if prices is None:
+        prices = [price(copy.item.event) for copy in accepted]
+    elif len(prices) != len(accepted):
+        raise ValueError(f"{len(prices)} prices given for {len(accepted)} billed copies")
+    for copy, priced in zip(accepted, prices):
         cost = stored_cost(priced.cost_usd)
         is_priced = priced.status == PriceStatus.PRICED
         rows.unpriced_events += not is_priced

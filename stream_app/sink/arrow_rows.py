@@ -41,6 +41,8 @@ _WRAPPED = re.compile(r"(Nullable|LowCardinality|Array)\((.*)\)")
 _DATETIME64 = re.compile(r"DateTime64\((\d), 'UTC'\)")
 _DECIMAL = re.compile(r"Decimal\((\d+), (\d+)\)")
 _TIME_UNITS = {0: "s", 3: "ms", 6: "us", 9: "ns"}
+# Rows converted to Arrow at a time: their tuples (~350 bytes each for an event) fit in L2.
+BLOCK_ROWS = 1_000
 
 
 def arrow_type(clickhouse_type: str) -> pa.DataType:
@@ -71,11 +73,18 @@ class ArrowSchema:
         """Rows (tuples in column order) as one Arrow table.
 
         Column by column: one column's values are held in Python at a time, not the whole
-        table transposed (a chunk's rows can be hundreds of thousands of cells).
+        table transposed (a chunk's rows can be hundreds of thousands of cells). And block
+        by block: a block's rows stay in the CPU's cache while each of its columns is read
+        (a fifth less time than whole columns of a 12,500-row slice; README "Performance").
         """
         width = len(self.columns)
         if any(len(row) != width for row in rows):
             raise ValueError(f"a row does not have the {width} values the table takes")
+        if len(rows) <= BLOCK_ROWS:
+            return self._block(rows)
+        return pa.concat_tables([self._block(rows[i : i + BLOCK_ROWS]) for i in range(0, len(rows), BLOCK_ROWS)])
+
+    def _block(self, rows: Sequence[tuple]) -> pa.Table:
         arrays = [_array(list(map(itemgetter(i), rows)), kind) for i, kind in enumerate(self.types)]
         return pa.Table.from_arrays(arrays, names=self.columns)
 

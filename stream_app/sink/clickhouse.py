@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from datetime import datetime, timezone
@@ -224,6 +225,14 @@ class ClickHouseSink:
         for project_id, event_id, topic, partition, offset, index, print_ in rows:
             found[(project_id, event_id)] = StoredCopy(Source(topic, int(partition), int(offset)), int(index), int(print_))
         return found
+
+    def lookup_soon(self, ids_by_project: dict[str, list[str]]) -> Future:
+        """`lookup` on the writer thread (ClickHouse works while the caller prices the chunk).
+
+        The caller must wait for the result before it writes: a write takes the lock the
+        look-up needs, and then waits for the writer thread.
+        """
+        return self._sliced.submit(self.lookup, ids_by_project)
 
     def stored_contents(self, keys: list[EventKey]) -> dict[EventKey, tuple]:
         """The compared content of billed copies (only for copies that may conflict)."""

@@ -98,6 +98,10 @@ class SlicedInserter:
             if last is not None and not last.done():
                 last.exception()  # wait for it: the caller's lock must outlive every write
 
+    def submit(self, step: Callable[..., T], *args: Any) -> Future:
+        """Run `step(*args)` on the writer thread, after whatever was submitted before it."""
+        return self._writer.submit(step, *args)
+
     def close(self) -> None:
         self._writer.shutdown(wait=True)
 

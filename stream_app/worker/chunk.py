@@ -90,6 +90,7 @@ class _Chunk:
     copies: list[Copy]
     rejections: list[Rejection]
     values: dict[Source, bytes] = field(default_factory=dict)
+    prices: dict[int, PricedCost] | None = None  # by id() of each copy, once priced (pure: once a chunk)
 
 
 class ChunkProcessor:
@@ -170,16 +171,29 @@ class ChunkProcessor:
     # --- one attempt ---------------------------------------------------------------------
 
     def _attempt(self, chunk: _Chunk, now: datetime) -> tuple[ChunkRows, int]:
-        """Look up, decide, build, write; returns the rows written and the duplicates found."""
-        stored = self.sink.lookup(chunk_keys(chunk.copies)) if chunk.copies else {}
+        """Look up, decide, build, write; returns the rows written and the duplicates found.
+
+        Every copy is priced while ClickHouse looks the keys up (pricing does not depend
+        on which copies are billed; the few duplicates are priced for nothing).
+        """
+        stored: dict = {}
+        if chunk.copies:
+            pending = self.sink.lookup_soon(chunk_keys(chunk.copies))
+            try:
+                if chunk.prices is None:
+                    chunk.prices = {id(copy): self.price(copy.item.event) for copy in chunk.copies}
+            finally:
+                stored = pending.result()  # also when pricing failed: the look-up must be over before a write
         decision = decide(chunk.copies, stored)
         conflicts, duplicates = self._conflict_rejections(decision, chunk)
+        prices = chunk.prices or {}
         rows = build_chunk_rows(
             decision.accepted,
             [*chunk.rejections, *conflicts],
             price=self.price,
             window_seconds=self.window_seconds,
             ingested_at=now,
+            prices=[prices[id(copy)] for copy in decision.accepted],
         )
         self.sink.write_rows(rows)
         return rows, len(decision.duplicates) + duplicates

@@ -87,3 +87,17 @@ def test_a_float_column_keeps_each_value_even_when_all_compare_equal():
     values = [v for (v,) in [tuple(r.values()) for r in schema.table([(0.0,), (-0.0,)]).to_pylist()]]
 
     assert [str(v) for v in values] == ["0.0", "-0.0"]
+
+
+def test_many_rows_are_converted_block_by_block_into_one_table_in_order():
+    from stream_app.sink.arrow_rows import BLOCK_ROWS
+
+    schema = ArrowSchema(["n", "topic", "note"], ["UInt32", "String", "Nullable(String)"])
+    rows = [(i, "t", None if i % 7 else str(i)) for i in range(2 * BLOCK_ROWS + 3)]
+
+    table = schema.table(rows)
+
+    assert table.num_rows == len(rows)
+    assert [tuple(r.values()) for r in table.to_pylist()] == rows
+    # A column of one value in every block (the topic) is still that value everywhere.
+    assert set(table.column("topic").to_pylist()) == {"t"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -47,6 +48,14 @@ class FakeSink:
                 if row:
                     found[(project, event_id)] = StoredCopy(Source(row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]), row["batch_index"], row["fingerprint"])
         return found
+
+    def lookup_soon(self, ids_by_project):
+        done = Future()
+        try:
+            done.set_result(self.lookup(ids_by_project))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller as the real sink does
+            done.set_exception(exc)
+        return done
 
     def stored_contents(self, keys):
         return {k: self.events[k]["content"] for k in keys if k in self.events}
