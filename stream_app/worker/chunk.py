@@ -45,6 +45,7 @@ from stream_app.core.rows import ChunkRows, build_chunk_rows, tombstone_rows
 from stream_app.core.windows import Source
 from stream_app.errors import PipelineError
 from stream_app.sink.clickhouse import ClickHouseSink
+from stream_app.worker.gc_tuning import collector_paused, collector_running
 from stream_app.worker.metrics import WorkerMetrics
 
 log = logging.getLogger("stream_app.worker")
@@ -123,6 +124,10 @@ class ChunkProcessor:
 
     def process(self, messages: Sequence[tuple[bytes | None, MessageOrigin]]) -> ChunkOutcome:
         """Blocking: returns once the chunk is in ClickHouse; raises `StopRequested` if told to stop."""
+        with collector_paused():  # gc_tuning.py: the chunk's objects are freed by reference counting
+            return self._process(messages)
+
+    def _process(self, messages: Sequence[tuple[bytes | None, MessageOrigin]]) -> ChunkOutcome:
         started = time.perf_counter()
         now = datetime.now(timezone.utc)
         results = [
@@ -256,7 +261,9 @@ class ChunkProcessor:
                     rows, duplicates = self._isolate(chunk, now, exc)
                     stats.retrying_since = None
                     return rows, duplicates, attempts
-                if self.stop.wait(delay):
+                with collector_running():
+                    stopping = self.stop.wait(delay)
+                if stopping:
                     raise StopRequested(f"asked to stop while a chunk of {len(chunk.copies)} events was unwritten") from exc
                 delay = min(delay * 2, self.retry.max_seconds)
                 continue

@@ -105,6 +105,33 @@ def test_failed_writes_are_retried_until_they_succeed_and_counted():
     assert sink.stats.retrying_since is None
 
 
+def test_a_chunk_is_worked_on_with_the_cyclic_collector_paused_but_not_while_it_waits_to_retry():
+    import gc
+
+    seen = {}
+
+    class Stop(threading.Event):
+        def wait(self, timeout=None):
+            seen["waiting"] = gc.isenabled()
+            return super().wait(0)
+
+    failures = iter([True])
+
+    def refuse(rows):
+        seen.setdefault("writing", gc.isenabled())
+        return next(failures, False)
+
+    sink = FakeSink(refuse=refuse, answering=False)
+    worker = processor(sink)
+    worker.stop = Stop()
+    assert gc.isenabled()
+
+    worker.process([message(1, make_event_dict())])
+
+    assert seen == {"writing": False, "waiting": True}
+    assert gc.isenabled()  # on again once the chunk is written
+
+
 def test_an_outage_is_ridden_out_without_isolating_anything():
     failures = iter([True] * 12)
     sink = FakeSink(refuse=lambda rows: next(failures, False), answering=False)
